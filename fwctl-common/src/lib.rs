@@ -1,0 +1,23 @@
+//! Types, constants and decoders shared by fwctl-guard's eBPF programs and its agent.
+//!
+//! Everything here is `no_std` and allocation-free so the very code the kernel runs
+//! (`decode`, `abi::ioctl_spec`, the key packing in `model`) is unit-tested on the host.
+//! What this crate is not for: anything that needs the kernel (map access, helpers) or
+//! userspace I/O. The `user` feature only adds `aya::Pod` impls for the map/event types.
+#![no_std]
+
+pub mod abi;
+pub mod catalog;
+pub mod decode;
+pub mod model;
+
+#[cfg(feature = "user")]
+mod pod {
+    use crate::model::{CounterKey, DeviceInfo, Event, KernelOffsets};
+    // SAFETY: all are #[repr(C)] structs of integers with explicit padding fields,
+    // so every bit pattern is a valid value.
+    unsafe impl aya::Pod for CounterKey {}
+    unsafe impl aya::Pod for DeviceInfo {}
+    unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}

@@ -1,0 +1,445 @@
+//! The data that crosses the kernel/user boundary: small integer vocabularies (class,
+//! driver, ioctl, scope, decode status, verdict, result) with their stable text labels,
+//! and the `#[repr(C)]` structs stored in maps or sent through the ring buffer.
+//!
+//! Vocabularies are plain `u8` constants rather than Rust enums because the structs must
+//! accept every bit pattern (aya `Pod`); `label` functions turn them into the strings
+//! used by metrics, the audit log and (later) policies.
+
+/// Command classes: what kind of firmware command an ioctl carries.
+pub mod class {
+    pub const FWCTL: u8 = 1;
+    pub const NVME_ADMIN: u8 = 2;
+    pub const NVME_IO: u8 = 3;
+    pub const CXL_MEM: u8 = 4;
+    pub const SCSI: u8 = 5;
+
+    pub fn label(class: u8) -> &'static str {
+        match class {
+            FWCTL => "fwctl",
+            NVME_ADMIN => "nvme-admin",
+            NVME_IO => "nvme-io",
+            CXL_MEM => "cxl-mem",
+            SCSI => "scsi",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Device kinds: which driver family owns a device node (decided by major:minor).
+pub mod device_kind {
+    pub const FWCTL: u8 = 1;
+    pub const NVME: u8 = 2;
+    pub const CXL_MEM: u8 = 3;
+    pub const SCSI: u8 = 4;
+
+    pub fn label(kind: u8) -> &'static str {
+        match kind {
+            FWCTL => "fwctl",
+            NVME => "nvme",
+            CXL_MEM => "cxl-mem",
+            SCSI => "scsi",
+            _ => "unknown",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<u8> {
+        [FWCTL, NVME, CXL_MEM, SCSI].into_iter().find(|k| self::label(*k) == label)
+    }
+}
+
+/// Drivers. The fwctl values equal `enum fwctl_device_type` (include/uapi/fwctl/fwctl.h)
+/// so FWCTL_INFO's `out_device_type` maps straight onto them.
+pub mod driver {
+    pub const UNKNOWN: u8 = 0;
+    pub const MLX5: u8 = 1;
+    pub const CXL: u8 = 2;
+    pub const BNXT: u8 = 3;
+    pub const PDS: u8 = 4;
+    pub const NVME: u8 = 16;
+    /// SCSI upper-level drivers: the node type the caller used.
+    pub const SG: u8 = 17;
+    pub const SD: u8 = 18;
+    pub const BSG: u8 = 19;
+    pub const SR: u8 = 20;
+    pub const ST: u8 = 21;
+
+    pub const ALL: [u8; 11] = [UNKNOWN, MLX5, CXL, BNXT, PDS, NVME, SG, SD, BSG, SR, ST];
+
+    pub fn label(driver: u8) -> &'static str {
+        match driver {
+            MLX5 => "mlx5",
+            CXL => "cxl",
+            BNXT => "bnxt",
+            PDS => "pds",
+            NVME => "nvme",
+            SG => "sg",
+            SD => "sd",
+            BSG => "bsg",
+            SR => "sr",
+            ST => "st",
+            _ => "unknown",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<u8> {
+        ALL.into_iter().find(|d| self::label(*d) == label)
+    }
+}
+
+/// Which ioctl carried the command (`abi::IOCTLS` rows).
+pub mod ioctl {
+    pub const FWCTL_INFO: u8 = 1;
+    pub const FWCTL_RPC: u8 = 2;
+    pub const NVME_ID: u8 = 10;
+    pub const NVME_ADMIN_CMD: u8 = 11;
+    pub const NVME_SUBMIT_IO: u8 = 12;
+    pub const NVME_IO_CMD: u8 = 13;
+    pub const NVME_RESET: u8 = 14;
+    pub const NVME_SUBSYS_RESET: u8 = 15;
+    pub const NVME_RESCAN: u8 = 16;
+    pub const NVME_ADMIN64_CMD: u8 = 17;
+    pub const NVME_IO64_CMD: u8 = 18;
+    pub const NVME_IO64_CMD_VEC: u8 = 19;
+    pub const CXL_QUERY_COMMANDS: u8 = 30;
+    pub const CXL_SEND_COMMAND: u8 = 31;
+    pub const SG_IO: u8 = 40;
+}
+
+/// fwctl RPC scopes (`enum fwctl_rpc_scope`), plus markers for "not fwctl" and
+/// "a value the kernel will reject".
+pub mod scope {
+    pub const CONFIGURATION: u8 = 0;
+    pub const DEBUG_READ_ONLY: u8 = 1;
+    pub const DEBUG_WRITE: u8 = 2;
+    pub const DEBUG_WRITE_FULL: u8 = 3;
+    pub const INVALID: u8 = 0xfe;
+    pub const NONE: u8 = 0xff;
+
+    /// Clamp the raw u32 from `struct fwctl_rpc` so labels stay a fixed set.
+    pub const fn from_raw(raw: u32) -> u8 {
+        if raw <= DEBUG_WRITE_FULL as u32 {
+            raw as u8
+        } else {
+            INVALID
+        }
+    }
+
+    pub fn label(scope: u8) -> &'static str {
+        match scope {
+            CONFIGURATION => "configuration",
+            DEBUG_READ_ONLY => "debug-read-only",
+            DEBUG_WRITE => "debug-write",
+            DEBUG_WRITE_FULL => "debug-write-full",
+            NONE => "none",
+            _ => "invalid",
+        }
+    }
+}
+
+/// Why a command's payload could not be decoded (0 = it could).
+pub mod decode_status {
+    pub const OK: u8 = 0;
+    /// The ioctl argument pointer could not be read (bad or unmapped pointer).
+    pub const ARG_UNREADABLE: u8 = 1;
+    /// The argument was read but the buffer it points at (fwctl `in`, SG_IO CDB) was not.
+    pub const PAYLOAD_UNREADABLE: u8 = 2;
+    /// A declared length is shorter than the layout needs (the kernel will refuse it).
+    pub const TRUNCATED: u8 = 3;
+    /// A field holds a value the kernel refuses (SG_IO guard, CXL command id...).
+    pub const MALFORMED: u8 = 4;
+    /// The device's driver is unknown, so its payload layout is too.
+    pub const UNKNOWN_LAYOUT: u8 = 5;
+
+    pub const ALL: [u8; 6] = [OK, ARG_UNREADABLE, PAYLOAD_UNREADABLE, TRUNCATED, MALFORMED, UNKNOWN_LAYOUT];
+
+    pub fn label(status: u8) -> &'static str {
+        match status {
+            OK => "ok",
+            ARG_UNREADABLE => "arg-unreadable",
+            PAYLOAD_UNREADABLE => "payload-unreadable",
+            TRUNCATED => "truncated",
+            MALFORMED => "malformed",
+            UNKNOWN_LAYOUT => "unknown-layout",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Policy verdicts. Until policies exist every command is `ALLOW`.
+pub mod verdict {
+    pub const ALLOW: u8 = 0;
+    pub const AUDIT: u8 = 1;
+    pub const DENY: u8 = 2;
+    pub const WOULD_DENY: u8 = 3;
+
+    pub fn label(verdict: u8) -> &'static str {
+        match verdict {
+            ALLOW => "allow",
+            AUDIT => "audit",
+            DENY => "deny",
+            WOULD_DENY => "would_deny",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Outcome of the ioctl as the caller saw it.
+pub mod result {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+
+    pub const fn from_ret(ret: i64) -> u8 {
+        if ret < 0 {
+            ERROR
+        } else {
+            OK
+        }
+    }
+
+    pub fn label(result: u8) -> &'static str {
+        match result {
+            OK => "ok",
+            _ => "error",
+        }
+    }
+}
+
+/// Which kernel hook observed the command.
+pub mod hook {
+    pub const SYSCALL_TRACEPOINT: u8 = 1;
+    pub const LSM: u8 = 2;
+
+    pub fn label(hook: u8) -> &'static str {
+        match hook {
+            SYSCALL_TRACEPOINT => "tracepoint",
+            LSM => "lsm",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Indexes of the kernel-side failure counters (a per-CPU array): every drop is counted.
+pub mod stat {
+    /// The ring buffer was full: the audit event was dropped (the counter was not).
+    pub const EVENTS_LOST: u32 = 0;
+    /// The in-flight table was full: the command is counted at entry, with no return value.
+    pub const PENDING_FULL: u32 = 1;
+    /// The counter map was full: the command went uncounted.
+    pub const COUNTER_MAP_FULL: u32 = 2;
+    /// The fd could not be resolved to a device (closed concurrently, unreadable task state).
+    pub const FD_UNRESOLVED: u32 = 3;
+    /// Commands whose payload could not be decoded (also in the counters, by reason).
+    pub const DECODE_FAILED: u32 = 4;
+    pub const COUNT: u32 = 5;
+
+    pub fn label(index: u32) -> &'static str {
+        match index {
+            EVENTS_LOST => "events_lost",
+            PENDING_FULL => "pending_full",
+            COUNTER_MAP_FULL => "counter_map_full",
+            FD_UNRESOLVED => "fd_unresolved",
+            DECODE_FAILED => "decode_failed",
+            _ => "unknown",
+        }
+    }
+}
+
+/// `opcode` value for ioctls that carry none, or whose opcode could not be read.
+pub const OPCODE_NONE: u32 = u32::MAX;
+
+/// A decoded passthrough command: what the decoders produce.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Command {
+    /// Firmware opcode ([`OPCODE_NONE`] if absent or unreadable).
+    pub opcode: u32,
+    /// mlx5 `op_mod`, pds endpoint, CXL_MEM_SEND_COMMAND command id; 0 otherwise.
+    pub op_mod: u32,
+    /// NVMe namespace id.
+    pub nsid: u32,
+    /// NVMe command dword 10 (e.g. Get Log Page's log id, Identify's CNS).
+    pub cdw10: u32,
+    /// Payload length the caller declared (fwctl `in_len`, CXL `in.size`, NVMe
+    /// `data_len`, SG_IO `cmd_len`).
+    pub in_len: u32,
+    pub ioctl: u8,
+    pub class: u8,
+    pub driver: u8,
+    pub scope: u8,
+    pub decode: u8,
+    pub _pad: [u8; 3],
+}
+
+impl Command {
+    pub const fn new(ioctl: u8, class: u8, driver: u8) -> Self {
+        Self {
+            opcode: OPCODE_NONE,
+            op_mod: 0,
+            nsid: 0,
+            cdw10: 0,
+            in_len: 0,
+            ioctl,
+            class,
+            driver,
+            scope: scope::NONE,
+            decode: decode_status::OK,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Key of the per-CPU command counter map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    pub opcode: u32,
+    pub class: u8,
+    pub driver: u8,
+    pub ioctl: u8,
+    pub scope: u8,
+    pub decode: u8,
+    pub result: u8,
+    pub verdict: u8,
+    pub _pad: u8,
+}
+
+impl CounterKey {
+    pub const fn new(command: &Command, result: u8, verdict: u8) -> Self {
+        Self {
+            opcode: command.opcode,
+            class: command.class,
+            driver: command.driver,
+            ioctl: command.ioctl,
+            scope: command.scope,
+            decode: command.decode,
+            result,
+            verdict,
+            _pad: 0,
+        }
+    }
+}
+
+/// Flags in [`Event::flags`].
+pub mod event_flag {
+    /// The device node is a block device (otherwise a character device).
+    pub const BLOCK_DEVICE: u32 = 1;
+    /// No return value: the command was counted at entry (in-flight table full).
+    pub const NO_EXIT: u32 = 2;
+}
+
+/// One audit event (ring buffer record). Times are CLOCK_MONOTONIC nanoseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Event {
+    pub start_ns: u64,
+    pub latency_ns: u64,
+    pub cgroup_id: u64,
+    pub ret: i64,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Kernel-internal dev_t (major << 20 | minor).
+    pub rdev: u32,
+    pub flags: u32,
+    /// The raw ioctl number.
+    pub cmd: u32,
+    pub _pad0: u32,
+    pub command: Command,
+    pub comm: [u8; 16],
+    pub verdict: u8,
+    pub hook: u8,
+    pub _pad1: [u8; 6],
+}
+
+/// What the agent knows about a device node (value of the device map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// `device_kind::*`
+    pub kind: u8,
+    /// `driver::*`
+    pub driver: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Key of the device map: a whole major (`minor` = [`ANY_MINOR`]) or one node.
+/// Character and block device numbers are separate namespaces, hence `block`.
+pub const fn device_key(block: bool, major: u32, minor: u32) -> u64 {
+    ((block as u64) << 40) | ((major as u64 & 0xfff) << 20) | (minor as u64 & 0xfffff)
+}
+
+/// Minor value meaning "every minor of this major" in [`device_key`].
+pub const ANY_MINOR: u32 = 0xfffff;
+
+/// The kernel's internal dev_t encoding (include/linux/kdev_t.h: MINORBITS = 20).
+pub const fn rdev_major(rdev: u32) -> u32 {
+    rdev >> 20
+}
+pub const fn rdev_minor(rdev: u32) -> u32 {
+    rdev & 0xfffff
+}
+
+/// `S_IFMT` / `S_IFBLK` / `S_IFCHR` from include/uapi/linux/stat.h.
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFBLK: u16 = 0o060000;
+pub const S_IFCHR: u16 = 0o020000;
+
+/// Kernel struct offsets and tracepoint field offsets, resolved by the agent at load
+/// time from the running kernel's BTF and tracefs (aya has no CO-RE for Rust programs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    pub inode_rdev: u32,
+    pub inode_mode: u32,
+    pub sys_enter_fd: u32,
+    pub sys_enter_cmd: u32,
+    pub sys_enter_arg: u32,
+    pub sys_exit_ret: u32,
+    /// The agent's own tgid: its inventory ioctls (FWCTL_INFO) are not commands to audit.
+    pub agent_tgid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn struct_sizes_are_stable() {
+        assert_eq!(core::mem::size_of::<Command>(), 28);
+        assert_eq!(core::mem::size_of::<CounterKey>(), 12);
+        assert_eq!(core::mem::size_of::<Event>(), 120);
+        assert_eq!(core::mem::size_of::<DeviceInfo>(), 4);
+    }
+
+    #[test]
+    fn device_keys_separate_char_block_and_wildcards() {
+        assert_ne!(device_key(false, 8, 0), device_key(true, 8, 0));
+        assert_ne!(device_key(false, 8, 0), device_key(false, 8, ANY_MINOR));
+        assert_eq!(rdev_major((259 << 20) | 7), 259);
+        assert_eq!(rdev_minor((259 << 20) | 7), 7);
+    }
+
+    #[test]
+    fn scope_is_clamped() {
+        assert_eq!(scope::from_raw(3), scope::DEBUG_WRITE_FULL);
+        assert_eq!(scope::from_raw(4), scope::INVALID);
+        assert_eq!(scope::label(scope::from_raw(u32::MAX)), "invalid");
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        for d in driver::ALL {
+            assert_eq!(driver::from_label(driver::label(d)), Some(d));
+        }
+        assert_eq!(device_kind::from_label("fwctl"), Some(device_kind::FWCTL));
+        assert_eq!(result::from_ret(-1), result::ERROR);
+        assert_eq!(result::from_ret(0), result::OK);
+    }
+}

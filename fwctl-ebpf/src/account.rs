@@ -1,0 +1,58 @@
+//! Turning a finished command into an exact count and an audit event. Shared by every hook.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    bpf_ktime_get_ns,
+};
+use fwctl_common::model::{result, stat, CounterKey, Event};
+
+use crate::maps::{atomic_add, count_stat, COUNTERS, EVENTS};
+
+/// Fill in who sent the command, on which device, and when (the command itself is
+/// decoded into `event.command` by the caller). Fills in place: the event is the largest
+/// thing on the hook's stack and must not be copied.
+#[inline(always)]
+pub fn fill_subject(event: &mut Event, cmd: u32, rdev: u32, flags: u32, hook: u8, verdict: u8) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: helpers without preconditions.
+    unsafe {
+        event.start_ns = bpf_ktime_get_ns();
+        event.cgroup_id = bpf_get_current_cgroup_id();
+    }
+    event.pid = (pid_tgid >> 32) as u32;
+    event.tid = pid_tgid as u32;
+    event.uid = uid_gid as u32;
+    event.gid = (uid_gid >> 32) as u32;
+    event.rdev = rdev;
+    event.flags = flags;
+    event.cmd = cmd;
+    event.comm = bpf_get_current_comm().unwrap_or_default();
+    event.verdict = verdict;
+    event.hook = hook;
+}
+
+/// Count the command exactly once and send its event.
+#[inline(always)]
+pub fn complete(event: &Event) {
+    count(&CounterKey::new(&event.command, result::from_ret(event.ret), event.verdict));
+    if EVENTS.output::<Event>(event, 0).is_err() {
+        count_stat(stat::EVENTS_LOST);
+    }
+}
+
+#[inline(always)]
+fn count(key: &CounterKey) {
+    let mut ptr = COUNTERS.get_ptr_mut(key);
+    if ptr.is_none() {
+        // BPF_NOEXIST: if another task created the slot in between, keep its value.
+        let _ = COUNTERS.insert(key, &0, 1);
+        ptr = COUNTERS.get_ptr_mut(key);
+    }
+    match ptr {
+        // SAFETY: per-CPU map value pointer, valid during this run; atomic because this
+        // task can be preempted by another one on the same CPU updating the same slot.
+        Some(ptr) => unsafe { atomic_add(ptr, 1) },
+        None => count_stat(stat::COUNTER_MAP_FULL),
+    }
+}

@@ -1,0 +1,72 @@
+//! Every map and global the programs share with the agent. Names are part of the
+//! agent's contract (`fwctl_user::maps` looks them up by these names).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use fwctl_common::model::{stat, CounterKey, DeviceInfo, Event, KernelOffsets};
+
+/// Device nodes to watch: `device_key(block, major, minor|ANY_MINOR)` -> kind and driver.
+#[map]
+pub static DEVICES: HashMap<u64, DeviceInfo> = HashMap::with_max_entries(4096, 0);
+
+/// Commands between syscall entry and exit, by pid_tgid.
+#[map]
+pub static INFLIGHT: HashMap<u64, Event> = HashMap::with_max_entries(16384, 0);
+
+/// Exact command counters (summed over CPUs by the agent).
+#[map]
+pub static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Failure counters, indexed by `stat::*`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Audit events. The agent may resize it (`EbpfLoader::map_max_entries`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Set by the agent at load time (`EbpfLoader::set_global`).
+#[no_mangle]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    task_files: 0,
+    files_fdt: 0,
+    fdt_max_fds: 0,
+    fdt_fd: 0,
+    file_inode: 0,
+    inode_rdev: 0,
+    inode_mode: 0,
+    sys_enter_fd: 0,
+    sys_enter_cmd: 0,
+    sys_enter_arg: 0,
+    sys_exit_ret: 0,
+    agent_tgid: 0,
+};
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    // SAFETY: a plain read of a global; volatile so the loader-patched value is used.
+    unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+/// Add one to a per-CPU failure counter.
+#[inline(always)]
+pub fn count_stat(index: u32) {
+    if let Some(ptr) = STATS.get_ptr_mut(index) {
+        // SAFETY: map value pointer, valid for the program's run; atomic because
+        // syscall tracepoint programs can be preempted on PREEMPT kernels.
+        unsafe { atomic_add(ptr, 1) };
+    }
+}
+
+/// Atomically add to a map value (BPF_ATOMIC | BPF_ADD).
+///
+/// # Safety
+/// `ptr` must be a valid map value pointer.
+#[inline(always)]
+pub unsafe fn atomic_add(ptr: *mut u64, value: u64) {
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(ptr, value);
+    }
+}

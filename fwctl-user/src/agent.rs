@@ -1,0 +1,111 @@
+//! `fwctl-guard run`: resolve the kernel layout, find the devices, load and attach the
+//! programs, then serve metrics and write the audit log until SIGINT/SIGTERM.
+
+use std::{path::Path, sync::Arc};
+
+use anyhow::{Context as _, Result};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
+
+use crate::{
+    audit::AuditLog,
+    btf::KernelBtf,
+    config::Config,
+    events, http, inventory, kernel,
+    metrics::{self, KernelCounters},
+    offsets,
+};
+
+pub struct RunOptions<'a> {
+    pub config_path: &'a Path,
+    /// Overrides `audit.path` from the configuration.
+    pub audit_log: Option<&'a Path>,
+}
+
+pub async fn run(options: RunOptions<'_>) -> Result<()> {
+    let config = Config::load(options.config_path)?;
+    let btf = KernelBtf::from_sysfs().context("reading the kernel's BTF")?;
+    let offsets = offsets::resolve(&btf).context("resolving kernel offsets")?;
+
+    let mut entries = inventory::major_entries(&inventory::parse_proc_devices(
+        &std::fs::read_to_string("/proc/devices").context("reading /proc/devices")?,
+    ));
+    entries.extend(inventory::scan_sysfs(Path::new("/sys")).iter().map(inventory::Device::watch_entry));
+    entries.extend(inventory::declared_entries(&config.devices).context("configuration: devices")?);
+
+    let audit_path = options.audit_log.unwrap_or(&config.audit.path);
+    let log = AuditLog::open(audit_path)?;
+    let listener = http::bind(config.metrics.listen).await?;
+
+    let mut ebpf = kernel::load(&offsets, config.events.ring_buffer_bytes)?;
+    match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => spawn_ebpf_logger(logger),
+        Err(e) => log::debug!("eBPF logger not started: {e}"),
+    }
+    kernel::populate_devices(&mut ebpf, &entries)?;
+    let maps = kernel::take_maps(&mut ebpf)?;
+    let (registry, agent_metrics) = metrics::registry(KernelCounters::new(maps.counters, maps.stats))?;
+    let attached = kernel::attach_tracepoints(&mut ebpf)?;
+    for program in &attached {
+        agent_metrics.program_attached.with_label_values(&[program]).set(1);
+    }
+
+    for entry in &entries {
+        log::info!(
+            "watching {} {}:{} as {} ({})",
+            if entry.block { "block" } else { "char" },
+            entry.major,
+            entry.minor.map_or("*".to_string(), |m| m.to_string()),
+            fwctl_common::model::device_kind::label(entry.info.kind),
+            entry.source
+        );
+    }
+    println!("fwctl-guard {}: counting and auditing passthrough commands", env!("CARGO_PKG_VERSION"));
+    println!("  hook:      syscall tracepoints ({}) — audit only, nothing is denied", attached.join(", "));
+    println!("  devices:   {} watch entries (see --verbose for the list)", entries.len());
+    println!("  metrics:   http://{}/metrics", listener.local_addr()?);
+    println!(
+        "  audit log: {}",
+        log.path.as_ref().map_or("standard output".to_string(), |p| p.display().to_string())
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    let registry = Arc::new(registry);
+    let server = tokio::spawn(http::serve(listener, registry, stopped.clone()));
+    let reader = tokio::spawn(events::run(maps.events, log, agent_metrics.clone(), stopped));
+
+    wait_for_termination().await?;
+    log::info!("stopping: detaching programs");
+    drop(ebpf); // detaches every program: no new events after this point
+    let _ = stop.send(true);
+    reader.await.context("audit task")??;
+    server.await.context("metrics task")??;
+    Ok(())
+}
+
+async fn wait_for_termination() -> Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn spawn_ebpf_logger(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    // SAFETY: the logger owns its fd, which stays open while the AsyncFd owns it.
+    let Ok(mut logger) =
+        (unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) })
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        while let Ok(mut guard) = logger.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

@@ -1,0 +1,216 @@
+//! The JSON-lines audit log: one object per command, field names documented in the README.
+//! Turns a kernel `Event` into an [`AuditRecord`] and appends it to a file or stdout.
+
+use std::{
+    fs::{self, OpenOptions},
+    io::{self, BufWriter, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, Result};
+use fwctl_common::{
+    abi::spec_by_ioctl,
+    model::{
+        class, decode_status, driver, event_flag, hook, rdev_major, rdev_minor, result, scope, verdict, Event,
+    },
+};
+use serde::Serialize;
+
+use crate::labels;
+
+/// One audit log line.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct AuditRecord {
+    /// Wall-clock time the command entered the kernel (RFC 3339, UTC).
+    pub ts: String,
+    pub hook: &'static str,
+    pub class: &'static str,
+    pub driver: &'static str,
+    pub ioctl: &'static str,
+    pub device: String,
+    pub device_type: &'static str,
+    pub opcode: String,
+    pub opcode_name: &'static str,
+    pub op_mod: u32,
+    pub scope: &'static str,
+    pub decode: &'static str,
+    pub verdict: &'static str,
+    /// The ioctl's return value; absent when it was not observed.
+    pub ret: Option<i64>,
+    pub result: Option<&'static str>,
+    pub latency_ns: Option<u64>,
+    pub in_len: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nsid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdw10: Option<u32>,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+}
+
+impl AuditRecord {
+    /// `boot_to_wall`: wall-clock time of CLOCK_MONOTONIC zero.
+    pub fn from_event(event: &Event, boot_to_wall: SystemTime) -> Self {
+        let c = &event.command;
+        let observed_exit = event.flags & event_flag::NO_EXIT == 0;
+        let is_nvme = matches!(c.class, class::NVME_ADMIN | class::NVME_IO);
+        let comm_len = event.comm.iter().position(|b| *b == 0).unwrap_or(event.comm.len());
+        Self {
+            ts: humantime::format_rfc3339_nanos(boot_to_wall + Duration::from_nanos(event.start_ns))
+                .to_string(),
+            hook: hook::label(event.hook),
+            class: class::label(c.class),
+            driver: driver::label(c.driver),
+            ioctl: spec_by_ioctl(c.ioctl).map_or("unknown", |s| s.name),
+            device: format!("{}:{}", rdev_major(event.rdev), rdev_minor(event.rdev)),
+            device_type: if event.flags & event_flag::BLOCK_DEVICE != 0 { "block" } else { "char" },
+            opcode: labels::opcode(c.opcode),
+            opcode_name: labels::opcode_name(c.class, c.driver, c.ioctl, c.opcode, c.decode),
+            op_mod: c.op_mod,
+            scope: scope::label(c.scope),
+            decode: decode_status::label(c.decode),
+            verdict: verdict::label(event.verdict),
+            ret: observed_exit.then_some(event.ret),
+            result: observed_exit.then(|| result::label(result::from_ret(event.ret))),
+            latency_ns: observed_exit.then_some(event.latency_ns),
+            in_len: c.in_len,
+            nsid: is_nvme.then_some(c.nsid),
+            cdw10: is_nvme.then_some(c.cdw10),
+            pid: event.pid,
+            tid: event.tid,
+            uid: event.uid,
+            gid: event.gid,
+            comm: String::from_utf8_lossy(&event.comm[..comm_len]).into_owned(),
+            cgroup_id: event.cgroup_id,
+        }
+    }
+}
+
+/// Wall-clock time at which CLOCK_MONOTONIC read zero (bpf_ktime_get_ns's clock).
+pub fn monotonic_epoch() -> SystemTime {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let since_boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    SystemTime::now() - since_boot
+}
+
+/// Where audit lines go.
+pub struct AuditLog {
+    out: BufWriter<Box<dyn Write + Send>>,
+    pub path: Option<PathBuf>,
+}
+
+impl AuditLog {
+    /// `-` means standard output; otherwise append to the file (created 0640, parent 0750).
+    pub fn open(path: &Path) -> Result<Self> {
+        if path == Path::new("-") {
+            return Ok(Self { out: BufWriter::new(Box::new(io::stdout())), path: None });
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .with_context(|| format!("opening audit log {}", path.display()))?;
+        Ok(Self { out: BufWriter::with_capacity(64 * 1024, Box::new(file)), path: Some(path.to_path_buf()) })
+    }
+
+    pub fn write(&mut self, record: &AuditRecord) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fwctl_common::model::{ioctl, Command};
+
+    fn event() -> Event {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"nvme");
+        Event {
+            start_ns: 1_000_000_000,
+            latency_ns: 1234,
+            cgroup_id: 42,
+            ret: 0,
+            pid: 10,
+            tid: 11,
+            uid: 1000,
+            gid: 1001,
+            rdev: 239 << 20,
+            command: Command {
+                opcode: 0x06,
+                nsid: 0,
+                cdw10: 1,
+                in_len: 4096,
+                ..Command::new(ioctl::NVME_ADMIN_CMD, class::NVME_ADMIN, driver::NVME)
+            },
+            comm,
+            hook: hook::SYSCALL_TRACEPOINT,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn record_fields() {
+        let record = AuditRecord::from_event(&event(), SystemTime::UNIX_EPOCH);
+        assert_eq!(record.ts, "1970-01-01T00:00:01.000000000Z");
+        assert_eq!(
+            (record.class, record.driver, record.ioctl),
+            ("nvme-admin", "nvme", "NVME_IOCTL_ADMIN_CMD")
+        );
+        assert_eq!((record.opcode.as_str(), record.opcode_name), ("0x0006", "identify"));
+        assert_eq!((record.device.as_str(), record.device_type), ("239:0", "char"));
+        assert_eq!((record.ret, record.result, record.latency_ns), (Some(0), Some("ok"), Some(1234)));
+        assert_eq!((record.uid, record.gid, record.comm.as_str()), (1000, 1001, "nvme"));
+        assert_eq!((record.nsid, record.cdw10), (Some(0), Some(1)));
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(
+            line.starts_with(
+                r#"{"ts":"1970-01-01T00:00:01.000000000Z","hook":"tracepoint","class":"nvme-admin""#
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn unobserved_exit_has_no_return_value() {
+        let mut e = event();
+        e.flags = event_flag::NO_EXIT;
+        let record = AuditRecord::from_event(&e, SystemTime::UNIX_EPOCH);
+        assert_eq!((record.ret, record.result, record.latency_ns), (None, None, None));
+    }
+
+    #[test]
+    fn log_file_is_appended_line_by_line() {
+        let dir = std::env::temp_dir().join(format!("fwctl-guard-audit-test-{}", std::process::id()));
+        let path = dir.join("sub/audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        let record = AuditRecord::from_event(&event(), SystemTime::UNIX_EPOCH);
+        log.write(&record).unwrap();
+        log.write(&record).unwrap();
+        log.flush().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for line in text.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(value["opcode_name"], "identify");
+        }
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

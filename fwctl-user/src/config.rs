@@ -1,0 +1,206 @@
+//! The agent configuration file (YAML): where metrics are served, where the audit log
+//! goes, and device nodes to watch beyond those the kernel's registries name.
+//!
+//! Not for policy: what to allow or deny lives in policy files.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context as _, Result};
+use fwctl_common::model::{device_kind, driver};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// Extra device nodes to watch (stand-ins in tests, out-of-tree drivers).
+    #[serde(default)]
+    pub devices: Vec<DeclaredDevice>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint; loopback unless an operator says otherwise.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9847))
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// JSON-lines audit log; `-` writes to standard output.
+    #[serde(default = "default_audit_path")]
+    pub path: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { path: default_audit_path() }
+    }
+}
+
+fn default_audit_path() -> PathBuf {
+    PathBuf::from("/var/log/fwctl-guard/audit.jsonl")
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Size of the kernel's audit-event ring buffer (a power of two, page multiple).
+    #[serde(default = "default_ring_buffer_bytes")]
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { ring_buffer_bytes: default_ring_buffer_bytes() }
+    }
+}
+
+fn default_ring_buffer_bytes() -> u32 {
+    1 << 20
+}
+
+/// A device node the operator declares, by path or by number.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredDevice {
+    pub path: Option<PathBuf>,
+    /// `MAJOR:MINOR`.
+    pub major_minor: Option<String>,
+    /// With `major_minor`: a block device (default: character device).
+    #[serde(default)]
+    pub block: bool,
+    /// Device kind: fwctl, nvme, cxl-mem, scsi.
+    pub class: String,
+    /// Driver: mlx5, cxl, pds, bnxt (fwctl); nvme; sg, sd, bsg... Default `unknown`.
+    pub driver: Option<String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Config = serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ring = self.events.ring_buffer_bytes;
+        if !ring.is_power_of_two() || ring < 4096 {
+            bail!("events.ring_buffer_bytes: {ring} is not a power of two of at least 4096");
+        }
+        for (i, device) in self.devices.iter().enumerate() {
+            device.kind().with_context(|| format!("devices[{i}]"))?;
+            device.driver().with_context(|| format!("devices[{i}]"))?;
+            match (&device.path, &device.major_minor) {
+                (Some(_), None) => {}
+                (None, Some(mm)) => {
+                    parse_major_minor(mm).with_context(|| format!("devices[{i}].major_minor"))?;
+                }
+                _ => bail!("devices[{i}]: give exactly one of `path` or `major_minor`"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DeclaredDevice {
+    pub fn kind(&self) -> Result<u8> {
+        device_kind::from_label(&self.class).with_context(|| {
+            format!("class: unknown device class '{}' (fwctl, nvme, cxl-mem, scsi)", self.class)
+        })
+    }
+
+    pub fn driver(&self) -> Result<u8> {
+        match &self.driver {
+            None => Ok(driver::UNKNOWN),
+            Some(name) => driver::from_label(name).with_context(|| {
+                format!("driver: unknown driver '{name}' (mlx5, cxl, pds, bnxt, nvme, sg, sd, bsg, sr, st)")
+            }),
+        }
+    }
+}
+
+pub fn parse_major_minor(text: &str) -> Result<(u32, u32)> {
+    let (major, minor) = text.split_once(':').with_context(|| format!("'{text}' is not MAJOR:MINOR"))?;
+    let major: u32 = major.trim().parse().with_context(|| format!("'{text}': bad major"))?;
+    let minor: u32 = minor.trim().parse().with_context(|| format!("'{text}': bad minor"))?;
+    if major > 0xfff || minor > 0xfffff {
+        bail!("'{text}': out of range (major < 4096, minor < 1048576)");
+    }
+    Ok((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_loopback_defaults() {
+        let config = Config::parse("{}").unwrap();
+        assert_eq!(config.metrics.listen, "127.0.0.1:9847".parse().unwrap());
+        assert!(config.metrics.listen.ip().is_loopback());
+        assert_eq!(config.audit.path, PathBuf::from("/var/log/fwctl-guard/audit.jsonl"));
+        assert!(config.devices.is_empty());
+    }
+
+    #[test]
+    fn declared_devices_parse() {
+        let config = Config::parse(
+            "devices:\n  - path: /dev/pts/3\n    class: fwctl\n    driver: mlx5\n  - major_minor: \"259:1\"\n    block: true\n    class: nvme\n",
+        )
+        .unwrap();
+        assert_eq!(config.devices[0].kind().unwrap(), device_kind::FWCTL);
+        assert_eq!(config.devices[0].driver().unwrap(), driver::MLX5);
+        assert_eq!(parse_major_minor(config.devices[1].major_minor.as_deref().unwrap()).unwrap(), (259, 1));
+        assert!(config.devices[1].block);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_location() {
+        let err =
+            format!("{:#}", Config::parse("metrics:\n  listen: 127.0.0.1:1\n  bogus: 1\n").unwrap_err());
+        assert!(err.contains("bogus"), "{err}");
+        assert!(err.contains("line 3") || err.contains("3:"), "{err}");
+
+        let err = format!("{:#}", Config::parse("devices:\n  - path: /x\n    class: gpu\n").unwrap_err());
+        assert!(err.contains("devices[0]") && err.contains("gpu"), "{err}");
+
+        let err = format!("{:#}", Config::parse("devices:\n  - class: nvme\n").unwrap_err());
+        assert!(err.contains("exactly one of"), "{err}");
+
+        let err = format!(
+            "{:#}",
+            Config::parse("devices:\n  - major_minor: '1:99999999'\n    class: nvme\n").unwrap_err()
+        );
+        assert!(err.contains("out of range"), "{err}");
+
+        let err = format!("{:#}", Config::parse("events:\n  ring_buffer_bytes: 1000\n").unwrap_err());
+        assert!(err.contains("power of two"), "{err}");
+    }
+}

@@ -1,0 +1,78 @@
+//! The audit pipeline: drain the kernel's ring buffer, turn each event into an audit
+//! record and write it. Runs as one tokio task; a final drain on shutdown.
+
+use std::time::SystemTime;
+
+use aya::maps::{MapData, RingBuf};
+use fwctl_common::model::Event;
+use tokio::{io::unix::AsyncFd, sync::watch};
+
+use crate::{
+    audit::{monotonic_epoch, AuditLog, AuditRecord},
+    metrics::AgentMetrics,
+};
+
+/// Read events until `shutdown` flips, then drain what is left and flush.
+pub async fn run(
+    ring: RingBuf<MapData>,
+    mut log: AuditLog,
+    metrics: AgentMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    // SAFETY: the ring buffer owns its fd, which stays open while the AsyncFd owns it.
+    let mut ring =
+        unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &mut log, &metrics);
+                guard.clear_ready();
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drain(ring.get_mut(), &mut log, &metrics);
+    log.flush()?;
+    Ok(())
+}
+
+/// Write every queued event, then flush once.
+pub fn drain(ring: &mut RingBuf<MapData>, log: &mut AuditLog, metrics: &AgentMetrics) {
+    let epoch: SystemTime = monotonic_epoch();
+    while let Some(item) = ring.next() {
+        let Some(event) = parse(&item) else {
+            metrics.audit_errors.with_label_values(&["bad_record"]).inc();
+            continue;
+        };
+        match log.write(&AuditRecord::from_event(&event, epoch)) {
+            Ok(()) => metrics.audit_events_written.inc(),
+            Err(e) => {
+                metrics.audit_errors.with_label_values(&["write"]).inc();
+                log::warn!("audit log write failed: {e}");
+            }
+        }
+    }
+    if let Err(e) = log.flush() {
+        metrics.audit_errors.with_label_values(&["flush"]).inc();
+        log::warn!("audit log flush failed: {e}");
+    }
+}
+
+/// A ring-buffer record as an `Event`, if it has the right size.
+pub fn parse(bytes: &[u8]) -> Option<Event> {
+    (bytes.len() == std::mem::size_of::<Event>())
+        // SAFETY: size checked; Event is plain integers (any bit pattern is valid).
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const Event) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_the_wrong_size_are_rejected() {
+        assert!(parse(&[0u8; 8]).is_none());
+        assert!(parse(&vec![0u8; std::mem::size_of::<Event>()]).is_some());
+    }
+}

@@ -1,0 +1,73 @@
+//! Text labels for kernel-side values: opcode strings and names from the catalogs.
+//! Shared by metrics and the audit log so both always say the same thing.
+
+use fwctl_common::{
+    abi::spec_by_ioctl,
+    catalog::{self, Catalog},
+    model::{class, decode_status, driver, OPCODE_NONE},
+};
+
+/// The catalog that names opcodes of `class` on `driver`.
+pub fn catalog_for(class: u8, drv: u8) -> Option<&'static Catalog> {
+    match (class, drv) {
+        (class::FWCTL, driver::MLX5) => Some(&catalog::MLX5),
+        (class::FWCTL, driver::CXL) | (class::CXL_MEM, _) => Some(&catalog::CXL_MBOX),
+        (class::FWCTL, driver::PDS) => Some(&catalog::PDS),
+        (class::FWCTL, driver::BNXT) => Some(&catalog::BNXT_HWRM),
+        (class::NVME_ADMIN, _) => Some(&catalog::NVME_ADMIN),
+        (class::NVME_IO, _) => Some(&catalog::NVME_IO),
+        (class::SCSI, _) => Some(&catalog::SCSI_CDB),
+        _ => None,
+    }
+}
+
+/// `0x%04x`, or `none` for commands without an opcode.
+pub fn opcode(opcode: u32) -> String {
+    if opcode == OPCODE_NONE {
+        "none".to_string()
+    } else {
+        format!("0x{opcode:04x}")
+    }
+}
+
+/// The catalog name, `unknown` for opcodes the catalog lacks, `undecodable` when the
+/// payload could not be read, and the ioctl's name for ioctls that carry no opcode.
+pub fn opcode_name(class: u8, drv: u8, ioctl: u8, opcode: u32, decode: u8) -> &'static str {
+    if opcode == OPCODE_NONE {
+        if decode != decode_status::OK {
+            return "undecodable";
+        }
+        return spec_by_ioctl(ioctl).map_or("unknown", |s| s.name);
+    }
+    catalog_for(class, drv).and_then(|c| c.name(opcode)).unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fwctl_common::model::ioctl;
+
+    #[test]
+    fn names_come_from_the_class_catalog() {
+        assert_eq!(opcode_name(class::NVME_ADMIN, driver::NVME, ioctl::NVME_ADMIN_CMD, 0x06, 0), "identify");
+        assert_eq!(
+            opcode_name(class::NVME_ADMIN, driver::NVME, ioctl::NVME_ADMIN_CMD, 0x80, 0),
+            "format-nvm"
+        );
+        assert_eq!(opcode_name(class::FWCTL, driver::MLX5, ioctl::FWCTL_RPC, 0x100, 0), "QUERY_HCA_CAP");
+        assert_eq!(opcode_name(class::FWCTL, driver::CXL, ioctl::FWCTL_RPC, 0x0502, 0), "set-feature");
+        assert_eq!(opcode_name(class::CXL_MEM, driver::CXL, ioctl::CXL_SEND_COMMAND, 0x4000, 0), "identify");
+        assert_eq!(opcode_name(class::SCSI, driver::SG, ioctl::SG_IO, 0x12, 0), "inquiry");
+        assert_eq!(opcode_name(class::NVME_ADMIN, driver::NVME, ioctl::NVME_ADMIN_CMD, 0xc7, 0), "unknown");
+        assert_eq!(opcode_name(class::FWCTL, driver::UNKNOWN, ioctl::FWCTL_RPC, 0x100, 0), "unknown");
+    }
+
+    #[test]
+    fn commands_without_opcode() {
+        assert_eq!(opcode_name(class::FWCTL, driver::MLX5, ioctl::FWCTL_INFO, OPCODE_NONE, 0), "FWCTL_INFO");
+        assert_eq!(opcode_name(class::FWCTL, driver::MLX5, ioctl::FWCTL_RPC, OPCODE_NONE, 1), "undecodable");
+        assert_eq!(opcode(OPCODE_NONE), "none");
+        assert_eq!(opcode(0x6), "0x0006");
+        assert_eq!(opcode(0x10_0000), "0x100000");
+    }
+}

@@ -1,0 +1,17 @@
+//! fwctl-guard's agent: audit (and, where the kernel allows, gate) device passthrough commands.
+//! The binary (`main.rs`) is only the command line; everything else is here.
+
+pub mod agent;
+pub mod audit;
+pub mod btf;
+pub mod config;
+pub mod events;
+pub mod fwctl_info;
+pub mod http;
+pub mod inventory;
+pub mod kernel;
+pub mod labels;
+pub mod metrics;
+pub mod offsets;
+pub mod probe;
+pub mod tracefs;

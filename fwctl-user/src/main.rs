@@ -1,0 +1,64 @@
+//! The `fwctl-guard` command line.
+
+use fwctl_user::{agent, probe};
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Audit device passthrough commands (fwctl, NVMe, CXL mailbox, SG_IO) in the kernel.
+#[derive(Parser)]
+#[command(name = "fwctl-guard", version, about)]
+struct Cli {
+    /// More log output (repeat for debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the programs, count and audit every passthrough command, serve metrics.
+    Run {
+        /// Agent configuration (YAML).
+        #[arg(long, default_value = "/etc/fwctl-guard/config.yaml")]
+        config: PathBuf,
+        /// Write the audit log here instead of the configured path (`-` = stdout).
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+    },
+    /// Print which hooks and program types this kernel accepts, and the passthrough devices.
+    Probe,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let outcome = match cli.command {
+        Command::Run { config, audit_log } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(agent::run(agent::RunOptions {
+                    config_path: &config,
+                    audit_log: audit_log.as_deref(),
+                }))
+            }),
+        Command::Probe => probe::run(),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fwctl-guard: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

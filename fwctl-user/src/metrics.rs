@@ -1,0 +1,243 @@
+//! Prometheus metrics. Command and failure counters are read from the kernel's per-CPU
+//! maps at scrape time (summed over CPUs), so a lost audit event never makes a count
+//! wrong; agent-side gauges and counters live in the same registry.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use fwctl_common::model::{class, decode_status, driver, result, scope, stat, verdict, CounterKey};
+use prometheus::{
+    core::{Collector, Desc},
+    proto::MetricFamily,
+    IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::labels;
+
+pub const COMMAND_LABELS: [&str; 7] =
+    ["class", "driver", "opcode", "opcode_name", "scope", "verdict", "result"];
+
+/// Agent-side metrics (updated by the agent as it works).
+#[derive(Clone)]
+pub struct AgentMetrics {
+    pub program_attached: IntGaugeVec,
+    pub audit_events_written: IntCounter,
+    pub audit_errors: IntCounterVec,
+}
+
+/// Build the registry: build info, agent metrics, and the kernel-map collector.
+pub fn registry(kernel: KernelCounters) -> prometheus::Result<(Registry, AgentMetrics)> {
+    let registry = Registry::new();
+    let build_info = IntGaugeVec::new(
+        Opts::new("fwctl_guard_build_info", "fwctl-guard build; the value is always 1."),
+        &["version"],
+    )?;
+    build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    registry.register(Box::new(build_info))?;
+    let agent = AgentMetrics {
+        program_attached: IntGaugeVec::new(
+            Opts::new("fwctl_guard_program_attached", "1 when the named eBPF program is attached."),
+            &["program"],
+        )?,
+        audit_events_written: IntCounter::new(
+            "fwctl_guard_audit_events_written_total",
+            "Audit events written to the audit log.",
+        )?,
+        audit_errors: IntCounterVec::new(
+            Opts::new("fwctl_guard_audit_errors_total", "Audit events that could not be decoded or written."),
+            &["reason"],
+        )?,
+    };
+    registry.register(Box::new(agent.program_attached.clone()))?;
+    registry.register(Box::new(agent.audit_events_written.clone()))?;
+    registry.register(Box::new(agent.audit_errors.clone()))?;
+    registry.register(Box::new(kernel))?;
+    Ok((registry, agent))
+}
+
+/// Reads `COUNTERS` and `STATS` on every scrape.
+pub struct KernelCounters {
+    counters: Mutex<PerCpuHashMap<MapData, CounterKey, u64>>,
+    stats: Mutex<PerCpuArray<MapData, u64>>,
+    descs: Vec<Desc>,
+}
+
+fn commands_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new("fwctl_guard_commands_total", "Passthrough commands seen, counted in the kernel."),
+        &COMMAND_LABELS,
+    )
+    .expect("static metric definition")
+}
+
+fn decode_errors_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_decode_errors_total",
+            "Commands whose payload could not be decoded, by reason.",
+        ),
+        &["class", "reason"],
+    )
+    .expect("static metric definition")
+}
+
+fn events_lost() -> IntCounter {
+    IntCounter::new(
+        "fwctl_guard_events_lost_total",
+        "Audit events the kernel could not queue (ring buffer full); the commands were still counted.",
+    )
+    .expect("static metric definition")
+}
+
+fn kernel_errors_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_kernel_errors_total",
+            "Kernel-side failures, by reason (every drop is counted).",
+        ),
+        &["reason"],
+    )
+    .expect("static metric definition")
+}
+
+impl KernelCounters {
+    pub fn new(counters: PerCpuHashMap<MapData, CounterKey, u64>, stats: PerCpuArray<MapData, u64>) -> Self {
+        let descs = [
+            commands_vec().desc(),
+            decode_errors_vec().desc(),
+            events_lost().desc(),
+            kernel_errors_vec().desc(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        Self { counters: Mutex::new(counters), stats: Mutex::new(stats), descs }
+    }
+
+    /// Current kernel counter values, summed over CPUs.
+    pub fn snapshot(&self) -> (BTreeMap<CounterKey, u64>, [u64; stat::COUNT as usize]) {
+        let mut totals = BTreeMap::new();
+        if let Ok(counters) = self.counters.lock() {
+            for (key, values) in counters.iter().flatten() {
+                *totals.entry(key).or_insert(0) += values.iter().sum::<u64>();
+            }
+        }
+        let mut stats = [0u64; stat::COUNT as usize];
+        if let Ok(map) = self.stats.lock() {
+            for (index, slot) in stats.iter_mut().enumerate() {
+                if let Ok(values) = map.get(&(index as u32), 0) {
+                    *slot = values.iter().sum();
+                }
+            }
+        }
+        (totals, stats)
+    }
+}
+
+/// The label values of `fwctl_guard_commands_total` for a kernel counter key.
+pub fn command_labels(key: &CounterKey) -> [String; 7] {
+    [
+        class::label(key.class).to_string(),
+        driver::label(key.driver).to_string(),
+        labels::opcode(key.opcode),
+        labels::opcode_name(key.class, key.driver, key.ioctl, key.opcode, key.decode).to_string(),
+        scope::label(key.scope).to_string(),
+        verdict::label(key.verdict).to_string(),
+        result::label(key.result).to_string(),
+    ]
+}
+
+impl Collector for KernelCounters {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let (totals, stats) = self.snapshot();
+        let commands = commands_vec();
+        let decode_errors = decode_errors_vec();
+        for (key, value) in &totals {
+            let labels = command_labels(key);
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            commands.with_label_values(&labels).inc_by(*value);
+            if key.decode != decode_status::OK {
+                decode_errors
+                    .with_label_values(&[class::label(key.class), decode_status::label(key.decode)])
+                    .inc_by(*value);
+            }
+        }
+        let lost = events_lost();
+        lost.inc_by(stats[stat::EVENTS_LOST as usize]);
+        let kernel_errors = kernel_errors_vec();
+        for index in [stat::PENDING_FULL, stat::COUNTER_MAP_FULL, stat::FD_UNRESOLVED] {
+            kernel_errors.with_label_values(&[stat::label(index)]).inc_by(stats[index as usize]);
+        }
+        let mut families = commands.collect();
+        families.extend(decode_errors.collect());
+        families.extend(lost.collect());
+        families.extend(kernel_errors.collect());
+        families
+    }
+}
+
+/// Render the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(e) = encoder.encode_utf8(&registry.gather(), &mut out) {
+        log::error!("encoding metrics: {e}");
+    }
+    out
+}
+
+/// Shared handle for the HTTP server.
+pub type SharedRegistry = Arc<Registry>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fwctl_common::model::{ioctl, OPCODE_NONE};
+
+    #[test]
+    fn counter_keys_become_documented_labels() {
+        let key = CounterKey {
+            opcode: 0x100,
+            class: class::FWCTL,
+            driver: driver::MLX5,
+            ioctl: ioctl::FWCTL_RPC,
+            scope: scope::DEBUG_READ_ONLY,
+            decode: 0,
+            result: result::ERROR,
+            verdict: verdict::ALLOW,
+            _pad: 0,
+        };
+        assert_eq!(
+            command_labels(&key),
+            ["fwctl", "mlx5", "0x0100", "QUERY_HCA_CAP", "debug-read-only", "allow", "error"]
+                .map(String::from)
+        );
+        let undecodable = CounterKey { opcode: OPCODE_NONE, decode: decode_status::ARG_UNREADABLE, ..key };
+        assert_eq!(command_labels(&undecodable)[2..4], ["none".to_string(), "undecodable".to_string()]);
+    }
+
+    #[test]
+    fn rendered_families_have_help_and_type() {
+        let registry = Registry::new();
+        let commands = commands_vec();
+        commands
+            .with_label_values(&["nvme-admin", "nvme", "0x0006", "identify", "none", "allow", "ok"])
+            .inc_by(3);
+        registry.register(Box::new(commands)).unwrap();
+        let text = render(&registry);
+        assert!(text.contains("# HELP fwctl_guard_commands_total "), "{text}");
+        assert!(text.contains("# TYPE fwctl_guard_commands_total counter"), "{text}");
+        assert!(
+            text.contains(r#"fwctl_guard_commands_total{class="nvme-admin",driver="nvme",opcode="0x0006",opcode_name="identify",result="ok",scope="none",verdict="allow"} 3"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! The kernel layout facts the eBPF programs need, resolved from the running kernel:
+//! struct member offsets from BTF and tracepoint field offsets from tracefs.
+
+use anyhow::{bail, Result};
+use fwctl_common::model::KernelOffsets;
+
+use crate::{btf::KernelBtf, tracefs::EventFormat};
+
+/// Resolve every offset; the error names the struct/member or event/field that is missing.
+pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
+    let enter = EventFormat::read("syscalls", "sys_enter_ioctl")?;
+    let exit = EventFormat::read("syscalls", "sys_exit_ioctl")?;
+    let member = |s: &str, m: &str| btf.member_offset(s, m);
+    let size = |s: &str, m: &str| btf.member_size(s, m);
+    // The programs read these with fixed widths; refuse a kernel where they differ.
+    for (s, m, want) in [
+        ("task_struct", "files", 8),
+        ("files_struct", "fdt", 8),
+        ("fdtable", "max_fds", 4),
+        ("fdtable", "fd", 8),
+        ("file", "f_inode", 8),
+        ("inode", "i_rdev", 4),
+        ("inode", "i_mode", 2),
+    ] {
+        let got = size(s, m)?;
+        if got != want {
+            bail!("BTF: {s}.{m} is {got} bytes, expected {want}");
+        }
+    }
+    Ok(KernelOffsets {
+        task_files: member("task_struct", "files")?,
+        files_fdt: member("files_struct", "fdt")?,
+        fdt_max_fds: member("fdtable", "max_fds")?,
+        fdt_fd: member("fdtable", "fd")?,
+        file_inode: member("file", "f_inode")?,
+        inode_rdev: member("inode", "i_rdev")?,
+        inode_mode: member("inode", "i_mode")?,
+        sys_enter_fd: field(&enter, "fd")?,
+        sys_enter_cmd: field(&enter, "cmd")?,
+        sys_enter_arg: field(&enter, "arg")?,
+        sys_exit_ret: field(&exit, "ret")?,
+        agent_tgid: std::process::id(),
+    })
+}
+
+fn field(format: &EventFormat, name: &str) -> Result<u32> {
+    let field = format.field(name)?;
+    if field.size != 8 {
+        bail!("tracefs: {}.{name} is {} bytes, expected 8", format.name, field.size);
+    }
+    Ok(field.offset)
+}
