@@ -1,0 +1,153 @@
+//! Running the real `fwctl-guard` binary with a generated configuration.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::metrics::{scrape, Scrape};
+
+/// A stand-in declared to the agent as a device of `class` with `driver`.
+pub struct Declared<'a> {
+    pub major_minor: String,
+    pub class: &'a str,
+    pub driver: &'a str,
+}
+
+/// Path of the agent binary: `FWCTL_GUARD_BIN`, else target/release/fwctl-guard.
+pub fn agent_binary() -> PathBuf {
+    std::env::var_os("FWCTL_GUARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/fwctl-guard"))
+}
+
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub addr: String,
+    pub audit_log: PathBuf,
+    pub stdout_log: PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Agent {
+    /// Start the agent and wait until both tracepoint programs are attached.
+    pub fn start(name: &str, devices: &[Declared], ring_buffer_bytes: u32) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("fwctl-guard-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let audit_log = dir.join("audit.jsonl");
+        let mut config = format!(
+            "metrics:\n  listen: {addr}\naudit:\n  path: {}\nevents:\n  ring_buffer_bytes: {ring_buffer_bytes}\ndevices:\n",
+            audit_log.display()
+        );
+        for d in devices {
+            config.push_str(&format!(
+                "  - major_minor: \"{}\"\n    class: {}\n    driver: {}\n",
+                d.major_minor, d.class, d.driver
+            ));
+        }
+        if devices.is_empty() {
+            config.push_str("  []\n");
+        }
+        let config_path = dir.join("config.yaml");
+        fs::write(&config_path, config)?;
+        let stdout_log = dir.join("agent.out");
+        let out = fs::File::create(&stdout_log)?;
+        let child = Command::new(agent_binary())
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", agent_binary().display()))?;
+        let mut agent = Self { child: Some(child), dir, addr, audit_log, stdout_log };
+        agent.wait_ready()?;
+        Ok(agent)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("agent exited early ({status}):\n{}", self.output());
+            }
+            if let Ok(s) = scrape(&self.addr) {
+                if s.sum("fwctl_guard_program_attached", &[]) >= 2.0 {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("agent not ready after 60 s:\n{}", self.output())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.stdout_log).unwrap_or_default()
+    }
+
+    pub fn scrape(&self) -> Result<Scrape> {
+        scrape(&self.addr)
+    }
+
+    /// Poll the metrics until `fwctl_guard_audit_events_written_total` reaches `n`.
+    pub fn wait_audit_events(&self, n: u64) -> Result<Scrape> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.scrape()?;
+            let written = s.sum("fwctl_guard_audit_events_written_total", &[]) as u64;
+            if written >= n || Instant::now() > deadline {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop(&mut self) -> Result<i32> {
+        let Some(mut child) = self.child.take() else { return Ok(0) };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("agent did not stop within 20 s after SIGTERM:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The audit log's lines as JSON values.
+    pub fn audit_records(&self) -> Result<Vec<serde_json::Value>> {
+        let file = fs::File::open(&self.audit_log)?;
+        BufReader::new(file)
+            .lines()
+            .map(|l| Ok(serde_json::from_str(&l?).context("audit line is not JSON")?))
+            .collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,64 @@
+//! Scraping the agent's Prometheus endpoint with curl and reading the samples.
+
+use std::{collections::BTreeMap, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+
+/// One sample: metric name and its labels in text order-independent form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// All samples of a scrape.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    pub text: String,
+    pub samples: BTreeMap<Sample, f64>,
+}
+
+impl Scrape {
+    /// Sum of `name` over samples whose labels include every pair in `filter`.
+    pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(s, _)| {
+                s.name == name && filter.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// GET http://addr/metrics with curl.
+pub fn scrape(addr: &str) -> Result<Scrape> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5", &format!("http://{addr}/metrics")])
+        .output()
+        .context("running curl")?;
+    if !out.status.success() {
+        bail!("curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8(out.stdout)?;
+    Ok(Scrape { samples: parse(&text)?, text })
+}
+
+/// Parse the Prometheus text format (the subset the agent emits).
+pub fn parse(text: &str) -> Result<BTreeMap<Sample, f64>> {
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (series, value) = line.rsplit_once(' ').with_context(|| format!("bad line {line}"))?;
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = BTreeMap::new();
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").with_context(|| format!("bad label in {line}"))?;
+            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+        }
+        samples.insert(Sample { name: name.to_string(), labels: map }, value.parse()?);
+    }
+    Ok(samples)
+}
