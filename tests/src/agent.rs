@@ -141,7 +141,7 @@ impl Agent {
         let file = fs::File::open(&self.audit_log)?;
         BufReader::new(file)
             .lines()
-            .map(|l| Ok(serde_json::from_str(&l?).context("audit line is not JSON")?))
+            .map(|l| serde_json::from_str(&l?).context("audit line is not JSON"))
             .collect()
     }
 }
