@@ -26,8 +26,8 @@ pub struct RunOptions<'a> {
 
 pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let config = Config::load(options.config_path)?;
-    let btf = KernelBtf::from_sysfs().context("reading the kernel's BTF")?;
-    let offsets = offsets::resolve(&btf).context("resolving kernel offsets")?;
+    let offsets = offsets::resolve(&KernelBtf::from_sysfs().context("reading the kernel's BTF")?)
+        .context("resolving kernel offsets")?;
 
     let mut entries = inventory::major_entries(&inventory::parse_proc_devices(
         &std::fs::read_to_string("/proc/devices").context("reading /proc/devices")?,
@@ -48,6 +48,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let maps = kernel::take_maps(&mut ebpf)?;
     let (registry, agent_metrics) = metrics::registry(KernelCounters::new(maps.counters, maps.stats))?;
     let attached = kernel::attach_tracepoints(&mut ebpf)?;
+    release_startup_memory();
     for program in &attached {
         agent_metrics.program_attached.with_label_values(&[program]).set(1);
     }
@@ -83,6 +84,13 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     reader.await.context("audit task")??;
     server.await.context("metrics task")??;
     Ok(())
+}
+
+/// Parsing the kernel's BTF (ours for offsets, aya's for relocations) needs tens of MiB
+/// once; hand that heap back to the system so the long-running agent stays small.
+fn release_startup_memory() {
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe { libc::malloc_trim(0) };
 }
 
 async fn wait_for_termination() -> Result<()> {
