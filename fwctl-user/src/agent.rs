@@ -12,7 +12,7 @@ use tokio::{
 use crate::{
     audit::AuditLog,
     btf::KernelBtf,
-    config::Config,
+    config::{Config, DeclaredDevice},
     events, http, inventory, kernel,
     metrics::{self, KernelCounters},
     offsets,
@@ -22,10 +22,15 @@ pub struct RunOptions<'a> {
     pub config_path: &'a Path,
     /// Overrides `audit.path` from the configuration.
     pub audit_log: Option<&'a Path>,
+    /// `PATH=CLASS[:DRIVER]` devices from the command line, added to `devices:`.
+    pub extra_devices: &'a [String],
 }
 
 pub async fn run(options: RunOptions<'_>) -> Result<()> {
-    let config = Config::load(options.config_path)?;
+    let mut config = Config::load(options.config_path)?;
+    for spec in options.extra_devices {
+        config.devices.push(DeclaredDevice::from_cli(spec).with_context(|| format!("--device {spec}"))?);
+    }
     let offsets = offsets::resolve(&KernelBtf::from_sysfs().context("reading the kernel's BTF")?)
         .context("resolving kernel offsets")?;
 

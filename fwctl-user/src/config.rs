@@ -130,15 +130,40 @@ impl Config {
 }
 
 impl DeclaredDevice {
+    /// `PATH=CLASS[:DRIVER]` from the command line.
+    pub fn from_cli(spec: &str) -> Result<Self> {
+        let (path, what) = spec.split_once('=').context("expected PATH=CLASS[:DRIVER]")?;
+        let (class, driver) = match what.split_once(':') {
+            Some((c, d)) => (c, Some(d.to_string())),
+            None => (what, None),
+        };
+        let device = Self {
+            path: Some(PathBuf::from(path)),
+            major_minor: None,
+            block: false,
+            class: class.to_string(),
+            driver,
+        };
+        device.kind()?;
+        device.driver()?;
+        Ok(device)
+    }
+
     pub fn kind(&self) -> Result<u8> {
         device_kind::from_label(&self.class).with_context(|| {
             format!("class: unknown device class '{}' (fwctl, nvme, cxl-mem, scsi)", self.class)
         })
     }
 
+    /// The declared driver; without one, the class's own (nvme, cxl), or unknown for
+    /// fwctl and SCSI, whose layout or node type it would have to name.
     pub fn driver(&self) -> Result<u8> {
         match &self.driver {
-            None => Ok(driver::UNKNOWN),
+            None => Ok(match self.kind()? {
+                device_kind::NVME => driver::NVME,
+                device_kind::CXL_MEM => driver::CXL,
+                _ => driver::UNKNOWN,
+            }),
             Some(name) => driver::from_label(name).with_context(|| {
                 format!("driver: unknown driver '{name}' (mlx5, cxl, pds, bnxt, nvme, sg, sd, bsg, sr, st)")
             }),
@@ -179,6 +204,18 @@ mod tests {
         assert_eq!(config.devices[0].driver().unwrap(), driver::MLX5);
         assert_eq!(parse_major_minor(config.devices[1].major_minor.as_deref().unwrap()).unwrap(), (259, 1));
         assert!(config.devices[1].block);
+    }
+
+    #[test]
+    fn command_line_devices() {
+        let d = DeclaredDevice::from_cli("/dev/fwctl/fwctl0=fwctl:mlx5").unwrap();
+        assert_eq!(d.path.as_deref(), Some(Path::new("/dev/fwctl/fwctl0")));
+        assert_eq!((d.kind().unwrap(), d.driver().unwrap()), (device_kind::FWCTL, driver::MLX5));
+        assert_eq!(DeclaredDevice::from_cli("/dev/full=nvme").unwrap().driver().unwrap(), driver::NVME);
+        assert_eq!(DeclaredDevice::from_cli("/dev/full=fwctl").unwrap().driver().unwrap(), driver::UNKNOWN);
+        assert!(DeclaredDevice::from_cli("/dev/full").is_err());
+        assert!(DeclaredDevice::from_cli("/dev/full=gpu").is_err());
+        assert!(DeclaredDevice::from_cli("/dev/full=fwctl:nvidia").is_err());
     }
 
     #[test]

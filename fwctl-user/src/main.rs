@@ -27,6 +27,10 @@ enum Command {
         /// Write the audit log here instead of the configured path (`-` = stdout).
         #[arg(long)]
         audit_log: Option<PathBuf>,
+        /// Also watch this device node: `PATH=CLASS[:DRIVER]`, e.g. `/dev/fwctl/fwctl0=fwctl:mlx5`
+        /// (same as a `devices:` entry in the configuration; repeatable).
+        #[arg(long = "device", value_name = "PATH=CLASS[:DRIVER]")]
+        devices: Vec<String>,
     },
     /// Print which hooks and program types this kernel accepts, and the passthrough devices.
     Probe,
@@ -41,7 +45,7 @@ fn main() -> std::process::ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let outcome = match cli.command {
-        Command::Run { config, audit_log } => tokio::runtime::Builder::new_multi_thread()
+        Command::Run { config, audit_log, devices } => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
@@ -50,6 +54,7 @@ fn main() -> std::process::ExitCode {
                 rt.block_on(agent::run(agent::RunOptions {
                     config_path: &config,
                     audit_log: audit_log.as_deref(),
+                    extra_devices: &devices,
                 }))
             }),
         Command::Probe => probe::run(),

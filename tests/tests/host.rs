@@ -408,3 +408,34 @@ fn cli_help_and_configuration_errors() {
     assert!(err.contains("bad.yaml") && err.contains("pth") && err.contains('4'), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn nvme_cli_commands_are_counted_with_the_client_as_subject() {
+    if !can_load_bpf("nvme_cli_commands_are_counted_with_the_client_as_subject") {
+        return;
+    }
+    // The real client (Debian's nvme-cli, installed by `cargo xtask setup`) against a
+    // stand-in node: the tty answers ENOTTY, the agent sees nvme-cli's real ioctls.
+    let nvme = StandIn::new().unwrap();
+    let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
+    let mut agent = Agent::start("nvme-cli", &declared, 1 << 20).unwrap();
+    for args in [&["id-ctrl"][..], &["smart-log"][..]] {
+        let out = Command::new("nvme").args(args).arg(&nvme.path).output().expect("nvme-cli is installed");
+        assert!(!out.status.success(), "a tty is not an NVMe controller");
+    }
+    let scrape = agent.wait_audit_events(2).unwrap();
+    let count =
+        |name| scrape.sum("fwctl_guard_commands_total", &[("class", "nvme-admin"), ("opcode_name", name)]);
+    assert_eq!(count("identify"), 1.0, "{}", scrape.text);
+    assert_eq!(count("get-log-page"), 1.0, "{}", scrape.text);
+    agent.stop().unwrap();
+    let records = agent.audit_records().unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["comm"], "nvme");
+        assert_ne!(r["pid"].as_u64().unwrap() as u32, std::process::id());
+    }
+    // Identify Controller is CNS 1; SMART / Health is log page 2.
+    assert_eq!(records[0]["cdw10"].as_u64().unwrap() & 0xff, 1);
+    assert_eq!(records[1]["cdw10"].as_u64().unwrap() & 0xff, 2);
+}

@@ -9,6 +9,7 @@ mod privilege;
 mod run;
 mod setup;
 mod suite;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Boot Debian kernels in QEMU with emulated NVMe and CXL devices; run the in-guest tests.
+    VmTest(vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Task::Run { args } => run::run(&args),
         Task::Test => suite::test(),
         Task::Bench { args } => bench::bench(&args),
+        Task::VmTest(args) => vm::vm_test(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,8 +14,9 @@ use anyhow::Result;
 
 pub use debian::ensure_debian_packages;
 
-/// Debian packages the build and tests need on the host.
-const HOST_PACKAGES: &[&str] = &["curl"];
+/// Debian packages the build and tests need on the host: curl scrapes the metrics
+/// endpoint, nvme-cli is the real NVMe client the host tests drive.
+const HOST_PACKAGES: &[&str] = &["curl", "nvme-cli"];
 
 /// What one setup step found or did.
 pub struct Status {

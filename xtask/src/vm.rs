@@ -1,0 +1,190 @@
+//! `cargo xtask vm-test`: boots stock Debian kernels in QEMU (TCG on the project's
+//! machines) with an emulated NVMe controller and CXL type-3 device, and runs the
+//! in-guest test script `vm/guest-tests.sh` once per kernel (issue 3).
+//!
+//! Steps: host packages ([`host`]), agent build, kernel fetch and cache ([`kernels`]),
+//! initramfs ([`initramfs`]), boot and result ([`qemu`]). The guest's `vm/init.sh` mounts
+//! the kernel file systems, loads the modules, waits for `/dev/nvme0` and
+//! `/dev/cxl/mem0`, runs the tests and prints `FWCTL_GUARD_VM_RESULT=<code>`.
+//!
+//! Where things are: kernels and device backing files in `~/.cache/fwctl-guard/vm/`,
+//! initramfs in `target/vm/<kernel>/`, serial console logs in `target/vm-logs/<kernel>.log`.
+
+mod apt;
+mod host;
+mod initramfs;
+mod kernels;
+mod qemu;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::{build, cmd, paths, setup};
+use kernels::Series;
+use qemu::Accel;
+
+/// Lines of console shown when a guest fails.
+const TAIL_LINES: usize = 200;
+
+/// Which kernels to boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelChoice {
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+    #[value(name = "7.2")]
+    V7_2,
+    All,
+}
+
+/// Options of `cargo xtask vm-test`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Debian kernel series to boot (bookworm 6.1, trixie 6.12, sid 7.2), or all three.
+    #[arg(long, value_enum, default_value = "7.2")]
+    kernel: KernelChoice,
+    /// Keep the unpacked initramfs tree (target/vm/<kernel>/root) for inspection.
+    #[arg(long)]
+    keep: bool,
+    /// Time limit per kernel boot, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// QEMU accelerator: auto tries KVM only where the CPU can nest and falls back to TCG.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: Accel,
+}
+
+/// One kernel's result for the summary.
+struct Report {
+    series: Series,
+    ok: bool,
+    line: String,
+}
+
+/// `cargo xtask vm-test`.
+pub fn vm_test(args: &Args) -> Result<()> {
+    let start = Instant::now();
+    let series: Vec<Series> = match args.kernel {
+        KernelChoice::V6_1 => vec![Series::V6_1],
+        KernelChoice::V6_12 => vec![Series::V6_12],
+        KernelChoice::V7_2 => vec![Series::V7_2],
+        KernelChoice::All => Series::ALL.to_vec(),
+    };
+    setup::setup()?;
+    host::ensure()?;
+    let agent = build::build_agent(true)?;
+    let disks = qemu::disks()?;
+    let mut accel = match args.accel {
+        Accel::Auto if qemu::kvm_plausible() => Accel::Auto,
+        Accel::Auto => Accel::Tcg,
+        other => other,
+    };
+    println!("vm: ready in {:.1?}; accelerator: {}", start.elapsed(), accel.name());
+
+    let mut reports = Vec::new();
+    for s in series {
+        let report = match run_one(s, args, &agent, &disks, &mut accel) {
+            Ok(report) => report,
+            Err(err) => Report { series: s, ok: false, line: format!("error: {err:#}") },
+        };
+        reports.push(report);
+    }
+    println!("\nvm-test summary ({:.0?} in all):", start.elapsed());
+    for r in &reports {
+        println!("  {:<5} {} {}", r.series.name(), if r.ok { "PASS" } else { "FAIL" }, r.line);
+    }
+    let failed: Vec<&str> = reports.iter().filter(|r| !r.ok).map(|r| r.series.name()).collect();
+    if !failed.is_empty() {
+        bail!("vm-test failed on kernel {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Fetch, pack and boot one kernel.
+fn run_one(
+    series: Series,
+    args: &Args,
+    agent: &Path,
+    disks: &qemu::Disks,
+    accel: &mut Accel,
+) -> Result<Report> {
+    let name = series.name();
+    let t = Instant::now();
+    let kernel = kernels::ensure(series)?;
+    let fetch = t.elapsed();
+    let t = Instant::now();
+    let work = paths::target_dir().join("vm").join(name);
+    let initrd = initramfs::build(&kernel, agent, &work)?;
+    let pack = t.elapsed();
+    let log = paths::target_dir().join("vm-logs").join(format!("{name}.log"));
+    let timeout = Duration::from_secs(args.timeout);
+
+    let mut outcome = None;
+    if *accel == Accel::Auto {
+        let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, Accel::Kvm);
+        println!("$ {}", cmd::display(&cmd));
+        let out = qemu::boot(cmd, &log, timeout, Some(qemu::KVM_INIT_DEADLINE))?;
+        if out.init_seen {
+            outcome = Some(out);
+        } else {
+            println!("vm: KVM guest did not reach init ({}); using TCG from now on", why(&out));
+            *accel = Accel::Tcg;
+        }
+    }
+    let outcome = match outcome {
+        Some(out) => out,
+        None => {
+            let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, *accel);
+            println!("$ {}", cmd::display(&cmd));
+            qemu::boot(cmd, &log, timeout, None)?
+        }
+    };
+    if !args.keep {
+        fs::remove_dir_all(work.join("root")).ok();
+    }
+
+    let times = format!(
+        "{} (kernel {:.1?}, initramfs {:.1?}, boot+tests {:.1?}; log {})",
+        kernel.release,
+        fetch,
+        pack,
+        outcome.elapsed,
+        log.display()
+    );
+    let ok = outcome.result == Some(0);
+    if ok {
+        println!("vm: kernel {name}: guest output:");
+        for line in guest_section(&outcome.lines) {
+            println!("  | {line}");
+        }
+    } else {
+        let from = outcome.lines.len().saturating_sub(TAIL_LINES);
+        println!("vm: kernel {name} FAILED ({}); last {} console lines:", why(&outcome), TAIL_LINES);
+        for line in &outcome.lines[from..] {
+            println!("  | {line}");
+        }
+    }
+    println!("vm: kernel {name}: {times}");
+    Ok(Report { series, ok, line: times })
+}
+
+/// The console from init's start mark to the result line.
+fn guest_section(lines: &[String]) -> &[String] {
+    let begin = lines.iter().position(|l| l.contains(qemu::INIT_MARK)).unwrap_or(0);
+    let end = lines.iter().rposition(|l| l.contains(qemu::RESULT_MARK)).map_or(lines.len(), |i| i + 1);
+    &lines[begin..end.max(begin)]
+}
+
+/// A few words on how a boot ended.
+fn why(out: &qemu::Outcome) -> String {
+    match (&out.killed, out.result, out.qemu_status) {
+        (Some(reason), _, _) => reason.clone(),
+        (None, Some(code), _) => format!("guest tests exited with {code}"),
+        (None, None, Some(status)) => format!("QEMU exited ({status}) without a result line"),
+        (None, None, None) => "no result line".to_string(),
+    }
+}

@@ -1,0 +1,176 @@
+//! Stock Debian kernels for the guest: the newest `amd64` build of each series, fetched
+//! with `apt-get download`, unpacked with `dpkg -x` into
+//! `~/.cache/fwctl-guard/vm/kernels/<series>/root`, with `depmod` run on the unpacked
+//! modules. A finished unpack is marked by a `release` file (the `uname -r`); when it
+//! exists the cache is used as is and apt is not touched at all (delete the folder to
+//! pick up a newer kernel).
+//!
+//! | series | suite    | packages                                                    |
+//! |--------|----------|-------------------------------------------------------------|
+//! | 6.1    | bookworm | `linux-image-6.1.0-N-amd64-unsigned` (vmlinuz + modules)     |
+//! | 6.12   | trixie   | `linux-image-6.12.N+debM-amd64-unsigned` (vmlinuz + modules) |
+//! | 7.2    | sid      | `linux-binary-7.2.N+debM-amd64` + `linux-modules-…-amd64`   |
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::apt::{self, Found};
+use crate::{cmd, paths};
+
+/// A kernel series of the test matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Series {
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+    #[value(name = "7.2")]
+    V7_2,
+}
+
+impl Series {
+    pub const ALL: [Series; 3] = [Series::V6_1, Series::V6_12, Series::V7_2];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Series::V6_1 => "6.1",
+            Series::V6_12 => "6.12",
+            Series::V7_2 => "7.2",
+        }
+    }
+
+    /// The Debian suite that carries this series.
+    fn suite(self) -> &'static str {
+        match self {
+            Series::V6_1 => "bookworm",
+            Series::V6_12 => "trixie",
+            Series::V7_2 => "sid",
+        }
+    }
+
+    /// The main package's name around its version part: (prefix, suffix).
+    fn main_package(self) -> (&'static str, &'static str) {
+        match self {
+            Series::V6_1 => ("linux-image-6.1.0-", "-amd64-unsigned"),
+            Series::V6_12 => ("linux-image-6.12.", "-amd64-unsigned"),
+            Series::V7_2 => ("linux-binary-7.2.", "-amd64"),
+        }
+    }
+}
+
+/// An unpacked kernel, ready to boot.
+pub struct Kernel {
+    /// `uname -r` of the guest, e.g. `7.2.13+deb14-amd64`.
+    pub release: String,
+    pub vmlinuz: PathBuf,
+    /// `<root>/…/lib/modules/<release>`, with a fresh `modules.dep`.
+    pub modules: PathBuf,
+}
+
+/// The cached kernel of `series`, fetching and unpacking it first when absent.
+pub fn ensure(series: Series) -> Result<Kernel> {
+    let dir = paths::cache_dir()?.join("vm/kernels").join(series.name());
+    let stamp = dir.join("release");
+    if let Ok(release) = fs::read_to_string(&stamp) {
+        return locate(&dir.join("root"), release.trim());
+    }
+    let debs = fetch(series, &dir)?;
+    let root = dir.join("root");
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
+    }
+    fs::create_dir_all(&root)?;
+    for deb in &debs {
+        cmd::run(Command::new("dpkg").arg("-x").arg(deb).arg(&root))?;
+    }
+    let release = find_release(&root)?;
+    let kernel = locate(&root, &release)?;
+    // Debian generates modules.dep at install time; the packages do not ship it.
+    let base =
+        kernel.modules.parent().and_then(Path::parent).and_then(Path::parent).expect("…/lib/modules/<rel>");
+    cmd::run(Command::new("depmod").arg("-b").arg(base).arg(&release))?;
+    fs::write(&stamp, format!("{release}\n"))?;
+    for deb in &debs {
+        fs::remove_file(deb).ok();
+    }
+    Ok(kernel)
+}
+
+/// Downloads this series' newest packages into `dir`; returns the `.deb` paths.
+fn fetch(series: Series, dir: &Path) -> Result<Vec<PathBuf>> {
+    let suite = series.suite();
+    let (prefix, suffix) = series.main_package();
+    let fresh = suite != "bookworm" && apt::ensure_suite(suite)?;
+    let mut main = apt::newest(suite, prefix, suffix)?;
+    if main.is_none() && !fresh {
+        apt::update_suite(suite)?;
+        main = apt::newest(suite, prefix, suffix)?;
+    }
+    let Some(main) = main else {
+        bail!("Debian {suite} has no {prefix}*{suffix} package");
+    };
+    let mut packages = vec![main.clone()];
+    if series == Series::V7_2 {
+        // linux-binary-<abi>-amd64 holds vmlinuz; linux-modules-<abi>-amd64 the modules.
+        let package = main.package.replacen("linux-binary-", "linux-modules-", 1);
+        let versions = apt::versions_in(&package, suite)?;
+        if !versions.contains(&main.version) {
+            bail!("Debian {suite} has no {package} {} to go with {}", main.version, main.package);
+        }
+        packages.push(Found { package, version: main.version.clone() });
+    }
+    fs::create_dir_all(dir)?;
+    for stale in fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())) {
+        if stale.extension().is_some_and(|x| x == "deb") {
+            fs::remove_file(stale)?;
+        }
+    }
+    let mut debs = Vec::new();
+    for found in &packages {
+        println!("vm: kernel {}: downloading {} {}", series.name(), found.package, found.version);
+        apt::download(found, dir)?;
+        let prefix = format!("{}_", found.package);
+        let deb = fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with(&prefix) && name.ends_with(".deb")
+            })
+            .with_context(|| format!("apt-get download left no {prefix}*.deb in {}", dir.display()))?;
+        debs.push(deb);
+    }
+    Ok(debs)
+}
+
+/// The single `lib/modules/<release>` in an unpacked tree (`usr/lib` or `lib`).
+fn find_release(root: &Path) -> Result<String> {
+    for base in ["usr/lib/modules", "lib/modules"] {
+        if let Ok(entries) = fs::read_dir(root.join(base)) {
+            let names: Vec<String> =
+                entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into()).collect();
+            if let [one] = names.as_slice() {
+                return Ok(one.clone());
+            }
+            bail!("expected one kernel under {}, found {names:?}", root.join(base).display());
+        }
+    }
+    bail!("no lib/modules in {}", root.display())
+}
+
+/// The paths of an unpacked kernel.
+fn locate(root: &Path, release: &str) -> Result<Kernel> {
+    let modules = ["usr/lib/modules", "lib/modules"]
+        .iter()
+        .map(|base| root.join(base).join(release))
+        .find(|p| p.is_dir())
+        .with_context(|| format!("no modules for {release} in {}", root.display()))?;
+    let vmlinuz = ["boot", "usr/lib/linux", "usr/boot"]
+        .iter()
+        .map(|dir| root.join(dir).join(format!("vmlinuz-{release}")))
+        .find(|p| p.is_file())
+        .with_context(|| format!("no vmlinuz-{release} in {}", root.display()))?;
+    Ok(Kernel { release: release.to_string(), vmlinuz, modules })
+}
