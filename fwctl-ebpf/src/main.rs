@@ -16,6 +16,8 @@
 mod account;
 mod command;
 mod device;
+mod inflight;
+mod lsm;
 mod maps;
 mod probe;
 mod syscall_tp;

@@ -4,6 +4,7 @@
 use std::{path::Path, sync::Arc};
 
 use anyhow::{Context as _, Result};
+use fwctl_common::model::KernelOffsets;
 use tokio::{
     signal::unix::{signal, SignalKind},
     sync::watch,
@@ -13,7 +14,8 @@ use crate::{
     audit::AuditLog,
     btf::KernelBtf,
     config::{Config, DeclaredDevice},
-    events, http, inventory, kernel,
+    events, http, inventory,
+    kernel::{self, HookMode},
     metrics::{self, KernelCounters},
     offsets,
 };
@@ -24,6 +26,8 @@ pub struct RunOptions<'a> {
     pub audit_log: Option<&'a Path>,
     /// `PATH=CLASS[:DRIVER]` devices from the command line, added to `devices:`.
     pub extra_devices: &'a [String],
+    /// Overrides `hook` from the configuration.
+    pub hook: Option<HookMode>,
 }
 
 pub async fn run(options: RunOptions<'_>) -> Result<()> {
@@ -44,15 +48,14 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let log = AuditLog::open(audit_path)?;
     let listener = http::bind(config.metrics.listen).await?;
 
-    let mut ebpf = kernel::load(&offsets, config.events.ring_buffer_bytes)?;
+    let hook_mode = options.hook.unwrap_or(config.hook);
+    let (mut ebpf, hook, attached) = load_and_attach(hook_mode, &offsets, &config, &entries)?;
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => spawn_ebpf_logger(logger),
         Err(e) => log::debug!("eBPF logger not started: {e}"),
     }
-    kernel::populate_devices(&mut ebpf, &entries)?;
     let maps = kernel::take_maps(&mut ebpf)?;
     let (registry, agent_metrics) = metrics::registry(KernelCounters::new(maps.counters, maps.stats))?;
-    let attached = kernel::attach_tracepoints(&mut ebpf)?;
     release_startup_memory();
     for program in &attached {
         agent_metrics.program_attached.with_label_values(&[program]).set(1);
@@ -69,7 +72,17 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         );
     }
     println!("fwctl-guard {}: counting and auditing passthrough commands", env!("CARGO_PKG_VERSION"));
-    println!("  hook:      syscall tracepoints ({}) — audit only, nothing is denied", attached.join(", "));
+    match hook {
+        Hook::Lsm => {
+            println!("  hook:      BPF LSM ({}); no syscall tracepoint attached", attached.join(", "))
+        }
+        Hook::Tracepoint => {
+            println!(
+                "  hook:      syscall tracepoints ({}) — audit only, nothing is denied",
+                attached.join(", ")
+            )
+        }
+    }
     println!("  devices:   {} watch entries (see --verbose for the list)", entries.len());
     println!("  metrics:   http://{}/metrics", listener.local_addr()?);
     println!(
@@ -96,6 +109,63 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
 fn release_startup_memory() {
     // SAFETY: malloc_trim only releases free heap pages.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// What an operator can do about a refused LSM hook.
+fn lsm_hint() -> String {
+    match std::fs::read_to_string("/sys/kernel/security/lsm") {
+        Ok(list) if list.trim().split(',').any(|l| l == "bpf") => format!(
+            "bpf is in the active LSM list ({}), so the kernel or its sandbox refuses BPF LSM/tracing \
+             programs (check lockdown and the BPF_LSM/DEBUG_INFO_BTF options).",
+            list.trim()
+        ),
+        Ok(list) => format!(
+            "bpf is not an active LSM ({}): boot with lsm={},bpf (CONFIG_BPF_LSM=y required).",
+            list.trim(),
+            list.trim()
+        ),
+        Err(_) => "securityfs is not mounted at /sys/kernel/security; mount it to check the LSM list.".into(),
+    }
+}
+
+/// The hook set actually attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Lsm,
+    Tracepoint,
+}
+
+/// Load the object, fill the device map and attach the hook set `mode` asks for;
+/// `auto` falls back from LSM to the syscall tracepoints and says why.
+fn load_and_attach(
+    mode: HookMode,
+    offsets: &KernelOffsets,
+    config: &Config,
+    entries: &[inventory::WatchEntry],
+) -> Result<(aya::Ebpf, Hook, Vec<&'static str>)> {
+    let load = || -> Result<aya::Ebpf> {
+        let mut ebpf = kernel::load(offsets, config.events.ring_buffer_bytes)?;
+        kernel::populate_devices(&mut ebpf, entries)?;
+        Ok(ebpf)
+    };
+    if mode != HookMode::Tracepoint {
+        let mut ebpf = load()?;
+        match kernel::attach_lsm(&mut ebpf) {
+            Ok(attached) => return Ok((ebpf, Hook::Lsm, attached)),
+            Err(e) if mode == HookMode::Lsm => return Err(e.context("hook: lsm was requested")),
+            Err(e) => {
+                eprintln!(
+                    "fwctl-guard: warning: BPF LSM hook unavailable ({e:#}); falling back to syscall \
+                     tracepoints: commands are audited but cannot be denied, and every syscall pays for \
+                     the tracepoint. {}",
+                    lsm_hint()
+                );
+            }
+        }
+    }
+    let mut ebpf = load()?;
+    let attached = kernel::attach_tracepoints(&mut ebpf)?;
+    Ok((ebpf, Hook::Tracepoint, attached))
 }
 
 async fn wait_for_termination() -> Result<()> {

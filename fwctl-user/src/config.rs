@@ -12,9 +12,14 @@ use anyhow::{bail, Context as _, Result};
 use fwctl_common::model::{device_kind, driver};
 use serde::Deserialize;
 
+use crate::kernel::HookMode;
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Which kernel hooks observe ioctls: auto (LSM if the kernel accepts it), lsm, tracepoint.
+    #[serde(default = "default_hook")]
+    pub hook: HookMode,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -24,6 +29,10 @@ pub struct Config {
     /// Extra device nodes to watch (stand-ins in tests, out-of-tree drivers).
     #[serde(default)]
     pub devices: Vec<DeclaredDevice>,
+}
+
+fn default_hook() -> HookMode {
+    HookMode::Auto
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -192,6 +201,9 @@ mod tests {
         assert!(config.metrics.listen.ip().is_loopback());
         assert_eq!(config.audit.path, PathBuf::from("/var/log/fwctl-guard/audit.jsonl"));
         assert!(config.devices.is_empty());
+        assert_eq!(config.hook, HookMode::Auto);
+        assert_eq!(Config::parse("hook: tracepoint").unwrap().hook, HookMode::Tracepoint);
+        assert!(Config::parse("hook: kprobe").is_err());
     }
 
     #[test]

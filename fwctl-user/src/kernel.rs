@@ -5,8 +5,8 @@
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::TracePoint,
-    Ebpf, EbpfLoader,
+    programs::{FExit, Lsm, TracePoint},
+    Btf, Ebpf, EbpfLoader,
 };
 use fwctl_common::model::{CounterKey, DeviceInfo, KernelOffsets};
 
@@ -27,6 +27,72 @@ pub const SYSCALL_TRACEPOINTS: [HookProgram; 2] = [
     HookProgram { name: "fwctl_sys_enter_ioctl", category: "syscalls", event: "sys_enter_ioctl" },
     HookProgram { name: "fwctl_sys_exit_ioctl", category: "syscalls", event: "sys_exit_ioctl" },
 ];
+
+/// Which hook set observes the ioctls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookMode {
+    /// LSM when the kernel accepts it, else the syscall tracepoints.
+    Auto,
+    /// `lsm/file_ioctl` (+ `file_ioctl_compat`) and fexit on the ioctl syscalls; fail if refused.
+    Lsm,
+    /// `syscalls:sys_enter_ioctl` / `sys_exit_ioctl` (observe only).
+    Tracepoint,
+}
+
+/// An LSM or fexit program of the LSM hook set; optional ones are skipped on kernels
+/// that lack the hook (file_ioctl_compat is 6.8+, the compat syscall needs IA32 emulation).
+struct BtfProgram {
+    name: &'static str,
+    target: &'static str,
+    lsm: bool,
+    required: bool,
+}
+
+const LSM_PROGRAMS: [BtfProgram; 4] = [
+    BtfProgram { name: "fwctl_lsm_file_ioctl", target: "file_ioctl", lsm: true, required: true },
+    BtfProgram { name: "fwctl_fexit_sys_ioctl", target: "__x64_sys_ioctl", lsm: false, required: true },
+    BtfProgram {
+        name: "fwctl_lsm_file_ioctl_compat",
+        target: "file_ioctl_compat",
+        lsm: true,
+        required: false,
+    },
+    BtfProgram {
+        name: "fwctl_fexit_compat_sys_ioctl",
+        target: "__ia32_compat_sys_ioctl",
+        lsm: false,
+        required: false,
+    },
+];
+
+/// Load and attach the LSM hook set. On error, whatever was attached stays attached
+/// until `ebpf` is dropped; callers fall back by loading a fresh object.
+pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
+    let btf = Btf::from_sys_fs().context("reading kernel BTF for LSM/fexit programs")?;
+    let mut attached = Vec::new();
+    for p in &LSM_PROGRAMS {
+        let program = ebpf.program_mut(p.name).with_context(|| format!("program {} missing", p.name))?;
+        let outcome = if p.lsm {
+            let program: &mut Lsm = program.try_into()?;
+            program.load(p.target, &btf).and_then(|()| program.attach().map(drop))
+        } else {
+            let program: &mut FExit = program.try_into()?;
+            program.load(p.target, &btf).and_then(|()| program.attach().map(drop))
+        };
+        match outcome {
+            Ok(()) => attached.push(p.name),
+            Err(e) if !p.required => {
+                log::info!("skipping {} ({}): {}", p.name, p.target, crate::probe::error_chain(&e))
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!("{}", crate::probe::error_chain(&e)))
+                    .with_context(|| format!("attaching {} to {}", p.name, p.target))
+            }
+        }
+    }
+    Ok(attached)
+}
 
 /// Maps the agent reads after loading.
 pub struct KernelMaps {

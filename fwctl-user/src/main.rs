@@ -31,6 +31,10 @@ enum Command {
         /// (same as a `devices:` entry in the configuration; repeatable).
         #[arg(long = "device", value_name = "PATH=CLASS[:DRIVER]")]
         devices: Vec<String>,
+        /// Kernel hooks: auto (LSM when the kernel accepts it, else syscall tracepoints),
+        /// lsm, tracepoint. Overrides `hook` in the configuration.
+        #[arg(long, value_enum)]
+        hook: Option<fwctl_user::kernel::HookMode>,
     },
     /// Print which hooks and program types this kernel accepts, and the passthrough devices.
     Probe,
@@ -45,7 +49,7 @@ fn main() -> std::process::ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let outcome = match cli.command {
-        Command::Run { config, audit_log, devices } => tokio::runtime::Builder::new_multi_thread()
+        Command::Run { config, audit_log, devices, hook } => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
@@ -55,6 +59,7 @@ fn main() -> std::process::ExitCode {
                     config_path: &config,
                     audit_log: audit_log.as_deref(),
                     extra_devices: &devices,
+                    hook,
                 }))
             }),
         Command::Probe => probe::run(),

@@ -75,6 +75,11 @@ where
 }
 
 fn err(e: impl std::error::Error) -> String {
+    error_chain(&e)
+}
+
+/// An error with its sources, e.g. "the BPF_PROG_LOAD syscall failed: Operation not permitted".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     // The source chain carries the kernel's errno ("Operation not permitted").
     let mut text = e.to_string();
     let mut source = e.source();

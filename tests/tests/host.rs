@@ -439,3 +439,58 @@ fn nvme_cli_commands_are_counted_with_the_client_as_subject() {
     assert_eq!(records[0]["cdw10"].as_u64().unwrap() & 0xff, 1);
     assert_eq!(records[1]["cdw10"].as_u64().unwrap() & 0xff, 2);
 }
+
+#[test]
+fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() {
+    if !can_load_bpf("hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback") {
+        return;
+    }
+    let probe = Command::new(agent_binary()).arg("probe").output().unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let lsm_ok = probe.lines().any(|l| l.trim_start().starts_with("lsm") && l.trim_end().ends_with(" ok"));
+    let fentry_ok =
+        probe.lines().any(|l| l.trim_start().starts_with("fentry") && l.trim_end().ends_with(" ok"));
+    let nvme = StandIn::new().unwrap();
+    let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
+    if lsm_ok && fentry_ok {
+        // auto picks LSM: no syscall tracepoint, and commands are still counted with their result.
+        let mut agent = Agent::start("hook-auto-lsm", &declared, 1 << 20).unwrap();
+        let scrape = agent.scrape().unwrap();
+        assert_eq!(scrape.sum("fwctl_guard_program_attached", &[("program", "fwctl_lsm_file_ioctl")]), 1.0);
+        assert_eq!(scrape.sum("fwctl_guard_program_attached", &[("program", "fwctl_sys_enter_ioctl")]), 0.0);
+        let p = nvme_passthru(0x06, 0, 1, false);
+        ioctl(nvme.fd(), NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64);
+        agent.wait_audit_events(1).unwrap();
+        agent.stop().unwrap();
+        let records = agent.audit_records().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["hook"], "lsm");
+        assert_eq!(records[0]["ret"].as_i64(), Some(-ENOTTY), "return value from fexit");
+    } else {
+        // This kernel refuses BPF LSM: auto falls back and says why; lsm alone refuses to start.
+        let agent = Agent::start("hook-auto-fallback", &declared, 1 << 20).unwrap();
+        let out = agent.output();
+        assert!(out.contains("falling back to syscall tracepoints") && out.contains("file_ioctl"), "{out}");
+        assert_eq!(
+            agent
+                .scrape()
+                .unwrap()
+                .sum("fwctl_guard_program_attached", &[("program", "fwctl_sys_enter_ioctl")]),
+            1.0
+        );
+        drop(agent);
+        let dir = std::env::temp_dir().join(format!("fwctl-guard-hook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, "metrics:\n  listen: 127.0.0.1:0\naudit:\n  path: \"-\"\n").unwrap();
+        let out = Command::new(agent_binary())
+            .args(["run", "--hook", "lsm", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("hook: lsm was requested") && err.contains("file_ioctl"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -9,7 +9,7 @@
 //! |--------|----------|-------------------------------------------------------------|
 //! | 6.1    | bookworm | `linux-image-6.1.0-N-amd64-unsigned` (vmlinuz + modules)     |
 //! | 6.12   | trixie   | `linux-image-6.12.N+debM-amd64-unsigned` (vmlinuz + modules) |
-//! | 7.2    | sid      | `linux-binary-7.2.N+debM-amd64` + `linux-modules-…-amd64`   |
+//! | 7.2    | sid      | `linux-binary-7.2.N+debM-amd64` + `linux-modules-…` + `linux-base-…` |
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -114,13 +114,15 @@ fn fetch(series: Series, dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut packages = vec![main.clone()];
     if series == Series::V7_2 {
-        // linux-binary-<abi>-amd64 holds vmlinuz; linux-modules-<abi>-amd64 the modules.
-        let package = main.package.replacen("linux-binary-", "linux-modules-", 1);
-        let versions = apt::versions_in(&package, suite)?;
-        if !versions.contains(&main.version) {
-            bail!("Debian {suite} has no {package} {} to go with {}", main.version, main.package);
+        // linux-binary-<abi>-amd64 holds vmlinuz, linux-modules-<abi>-amd64 the modules,
+        // linux-base-<abi>-amd64 config, modules.builtin and modules.order.
+        for part in ["linux-modules-", "linux-base-"] {
+            let package = main.package.replacen("linux-binary-", part, 1);
+            if !apt::versions_in(&package, suite)?.contains(&main.version) {
+                bail!("Debian {suite} has no {package} {} to go with {}", main.version, main.package);
+            }
+            packages.push(Found { package, version: main.version.clone() });
         }
-        packages.push(Found { package, version: main.version.clone() });
     }
     fs::create_dir_all(dir)?;
     for stale in fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())) {
@@ -167,10 +169,10 @@ fn locate(root: &Path, release: &str) -> Result<Kernel> {
         .map(|base| root.join(base).join(release))
         .find(|p| p.is_dir())
         .with_context(|| format!("no modules for {release} in {}", root.display()))?;
-    let vmlinuz = ["boot", "usr/lib/linux", "usr/boot"]
-        .iter()
-        .map(|dir| root.join(dir).join(format!("vmlinuz-{release}")))
+    // bookworm/trixie: /boot/vmlinuz-<release>; sid's linux-binary: …/modules/<release>/vmlinuz.
+    let vmlinuz = [root.join(format!("boot/vmlinuz-{release}")), modules.join("vmlinuz")]
+        .into_iter()
         .find(|p| p.is_file())
-        .with_context(|| format!("no vmlinuz-{release} in {}", root.display()))?;
+        .with_context(|| format!("no vmlinuz for {release} in {}", root.display()))?;
     Ok(Kernel { release: release.to_string(), vmlinuz, modules })
 }

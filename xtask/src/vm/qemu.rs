@@ -94,7 +94,8 @@ pub fn disks() -> Result<Disks> {
 pub fn command(vmlinuz: &Path, initrd: &Path, disks: &Disks, accel: Accel) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-accel", accel.name(), "-machine", "q35,cxl=on", "-m", "2G", "-smp", "2"]);
-    c.args(["-nographic", "-no-reboot"]);
+    // No NIC: the guest needs no network, and its option ROM costs boot time.
+    c.args(["-nographic", "-no-reboot", "-nic", "none"]);
     c.arg("-kernel").arg(vmlinuz).arg("-initrd").arg(initrd);
     c.args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"]);
     c.arg("-drive").arg(format!("file={},if=none,id=nvm,format=raw", disks.nvme.display()));
@@ -242,12 +243,32 @@ fn spawn_reader(pipe: impl Read + Send + 'static, tx: mpsc::Sender<String>) -> t
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).replace('\r', "");
-                    if tx.send(line.trim_end_matches('\n').to_string()).is_err() {
+                    let line = strip_escapes(&String::from_utf8_lossy(&buf));
+                    if tx.send(line).is_err() {
                         break;
                     }
                 }
             }
         }
     })
+}
+
+/// Drops terminal escape sequences (SeaBIOS and the kernel clear the screen), `\r` and
+/// the line end.
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                // CSI "ESC [ params final" or a two-character "ESC x".
+                if chars.next() == Some('[') {
+                    while chars.next().is_some_and(|c| !('@'..='~').contains(&c)) {}
+                }
+            }
+            '\r' | '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -1,0 +1,67 @@
+//! The two halves every hook shares: `begin` (a passthrough ioctl on a watched device
+//! was seen: decode it and park it for the current thread) and `finish` (the syscall
+//! returned: add the return value and latency, count it, send the event).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    EbpfContext,
+};
+use aya_log_ebpf::warn;
+use fwctl_common::{
+    abi::IoctlSpec,
+    model::{decode_status, event_flag, stat, verdict, Event, KernelOffsets},
+};
+
+use crate::{
+    account, command,
+    device::{watched, Node},
+    maps::{count_stat, INFLIGHT},
+};
+
+/// The ioctls the agent itself issues (inventory) are not commands to audit.
+#[inline(always)]
+pub fn is_agent(off: &KernelOffsets) -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == off.agent_tgid
+}
+
+/// Decode and park a passthrough command. Returns the verdict (always allow until
+/// policies exist); does nothing for devices the agent does not watch.
+#[inline(always)]
+pub fn begin<C: EbpfContext>(ctx: &C, spec: &IoctlSpec, node: Node, cmd: u32, arg: u64, hook: u8) -> u8 {
+    let Some(device) = watched(node) else {
+        return verdict::ALLOW;
+    };
+    if device.kind != spec.device_kind {
+        return verdict::ALLOW;
+    }
+    let mut event = Event::default();
+    if command::decode(spec, device.driver, arg, &mut event.command) != decode_status::OK {
+        count_stat(stat::DECODE_FAILED);
+    }
+    let flags = if node.block { event_flag::BLOCK_DEVICE } else { 0 };
+    account::fill_subject(&mut event, cmd, node.rdev, flags, hook, verdict::ALLOW);
+    if INFLIGHT.insert(&bpf_get_current_pid_tgid(), &event, 0).is_err() {
+        // Never lose the count: account it now, without a return value.
+        count_stat(stat::PENDING_FULL);
+        warn!(ctx, "fwctl-guard: in-flight table full; command counted without its return value");
+        event.flags |= event_flag::NO_EXIT;
+        account::complete(&event);
+    }
+    event.verdict
+}
+
+/// Complete the current thread's parked command, if it has one.
+#[inline(always)]
+pub fn finish(ret: i64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(event) = INFLIGHT.get_ptr_mut(&pid_tgid) else {
+        return;
+    };
+    // SAFETY: INFLIGHT value pointer, valid for this run; only this thread uses its slot.
+    let event = unsafe { &mut *event };
+    event.ret = ret;
+    // SAFETY: helper without preconditions.
+    event.latency_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.start_ns);
+    account::complete(event);
+    let _ = INFLIGHT.remove(&pid_tgid);
+}
