@@ -13,11 +13,12 @@ pub mod model;
 
 #[cfg(feature = "user")]
 mod pod {
-    use crate::model::{CounterKey, DeviceInfo, Event, KernelOffsets};
+    use crate::model::{CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey};
     // SAFETY: all are #[repr(C)] structs of integers with explicit padding fields,
     // so every bit pattern is a valid value.
     unsafe impl aya::Pod for CounterKey {}
     unsafe impl aya::Pod for DeviceInfo {}
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for MailboxKey {}
 }

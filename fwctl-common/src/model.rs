@@ -404,6 +404,58 @@ pub struct KernelOffsets {
     pub sys_exit_ret: u32,
     /// The agent's own tgid: its inventory ioctls (FWCTL_INFO) are not commands to audit.
     pub agent_tgid: u32,
+    /// `nvme:nvme_setup_cmd` fields (tracefs), when the nvme module is loaded.
+    pub nvme_setup_ctrl_id: u32,
+    pub nvme_setup_qid: u32,
+    pub nvme_setup_opcode: u32,
+    pub nvme_setup_cid: u32,
+    /// `nvme:nvme_complete_rq` fields.
+    pub nvme_complete_ctrl_id: u32,
+    pub nvme_complete_qid: u32,
+    pub nvme_complete_cid: u32,
+    pub nvme_complete_status: u32,
+}
+
+/// Who submitted a device mailbox command seen at the driver's own tracepoint.
+pub mod origin {
+    /// The submitting task had a passthrough ioctl of the same class in flight.
+    pub const PASSTHROUGH: u8 = 1;
+    /// Anything else: the kernel's own commands (probe, health polling, ...).
+    pub const KERNEL: u8 = 2;
+
+    pub fn label(origin: u8) -> &'static str {
+        match origin {
+            PASSTHROUGH => "passthrough",
+            KERNEL => "kernel",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Key of the mailbox-command counters (commands seen at the driver's tracepoints).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MailboxKey {
+    /// Device status of the completion (NVMe: status field without the phase bit).
+    pub status: u16,
+    pub opcode: u8,
+    pub class: u8,
+    pub origin: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A submitted mailbox command waiting for its completion.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MailboxPending {
+    pub opcode: u8,
+    pub origin: u8,
+    pub _pad: [u8; 6],
+}
+
+/// Key correlating an NVMe submission with its completion.
+pub const fn nvme_command_key(ctrl_id: u32, qid: u32, cid: u16) -> u64 {
+    ((ctrl_id as u64) << 32) | ((qid as u64 & 0xffff) << 16) | cid as u64
 }
 
 #[cfg(test)]
@@ -416,6 +468,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<CounterKey>(), 12);
         assert_eq!(core::mem::size_of::<Event>(), 120);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 4);
+        assert_eq!(core::mem::size_of::<MailboxKey>(), 8);
+        assert_eq!(core::mem::size_of::<MailboxPending>(), 8);
     }
 
     #[test]

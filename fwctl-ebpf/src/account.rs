@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
 };
 use fwctl_common::model::{result, stat, CounterKey, Event};
 
-use crate::maps::{atomic_add, count_stat, COUNTERS, EVENTS};
+use crate::maps::{count_stat, increment, COUNTERS, EVENTS};
 
 /// Fill in who sent the command, on which device, and when (the command itself is
 /// decoded into `event.command` by the caller). Fills in place: the event is the largest
@@ -35,24 +35,8 @@ pub fn fill_subject(event: &mut Event, cmd: u32, rdev: u32, flags: u32, hook: u8
 /// Count the command exactly once and send its event.
 #[inline(always)]
 pub fn complete(event: &Event) {
-    count(&CounterKey::new(&event.command, result::from_ret(event.ret), event.verdict));
+    increment(&COUNTERS, &CounterKey::new(&event.command, result::from_ret(event.ret), event.verdict));
     if EVENTS.output::<Event>(event, 0).is_err() {
         count_stat(stat::EVENTS_LOST);
-    }
-}
-
-#[inline(always)]
-fn count(key: &CounterKey) {
-    let mut ptr = COUNTERS.get_ptr_mut(key);
-    if ptr.is_none() {
-        // BPF_NOEXIST: if another task created the slot in between, keep its value.
-        let _ = COUNTERS.insert(key, &0, 1);
-        ptr = COUNTERS.get_ptr_mut(key);
-    }
-    match ptr {
-        // SAFETY: per-CPU map value pointer, valid during this run; atomic because this
-        // task can be preempted by another one on the same CPU updating the same slot.
-        Some(ptr) => unsafe { atomic_add(ptr, 1) },
-        None => count_stat(stat::COUNTER_MAP_FULL),
     }
 }

@@ -18,6 +18,7 @@ mod command;
 mod device;
 mod inflight;
 mod lsm;
+mod mailbox;
 mod maps;
 mod probe;
 mod syscall_tp;

@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use fwctl_common::model::{stat, CounterKey, DeviceInfo, Event, KernelOffsets};
+use fwctl_common::model::{stat, CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending};
 
 /// Device nodes to watch: `device_key(block, major, minor|ANY_MINOR)` -> kind and driver.
 #[map]
@@ -18,6 +18,14 @@ pub static INFLIGHT: HashMap<u64, Event> = HashMap::with_max_entries(16384, 0);
 /// Exact command counters (summed over CPUs by the agent).
 #[map]
 pub static COUNTERS: PerCpuHashMap<CounterKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Admin-queue mailbox commands between the driver's submit and complete tracepoints.
+#[map]
+pub static MAILBOX_PENDING: HashMap<u64, MailboxPending> = HashMap::with_max_entries(4096, 0);
+
+/// Mailbox commands seen at the driver's tracepoints, by opcode, origin and status.
+#[map]
+pub static MAILBOX_COUNTERS: PerCpuHashMap<MailboxKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
 
 /// Failure counters, indexed by `stat::*`.
 #[map]
@@ -42,6 +50,14 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sys_enter_arg: 0,
     sys_exit_ret: 0,
     agent_tgid: 0,
+    nvme_setup_ctrl_id: 0,
+    nvme_setup_qid: 0,
+    nvme_setup_opcode: 0,
+    nvme_setup_cid: 0,
+    nvme_complete_ctrl_id: 0,
+    nvme_complete_qid: 0,
+    nvme_complete_cid: 0,
+    nvme_complete_status: 0,
 };
 
 #[inline(always)]
@@ -57,6 +73,23 @@ pub fn count_stat(index: u32) {
         // SAFETY: map value pointer, valid for the program's run; atomic because
         // syscall tracepoint programs can be preempted on PREEMPT kernels.
         unsafe { atomic_add(ptr, 1) };
+    }
+}
+
+/// Add one to `key`'s per-CPU counter, creating it on first use; a full map is counted.
+#[inline(always)]
+pub fn increment<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
+    let mut slot = map.get_ptr_mut(key);
+    if slot.is_none() {
+        // BPF_NOEXIST: if another task created the slot in between, keep its value.
+        let _ = map.insert(key, &0, 1);
+        slot = map.get_ptr_mut(key);
+    }
+    match slot {
+        // SAFETY: per-CPU map value pointer, valid during this run; atomic because this
+        // task can be preempted by another one on the same CPU updating the same slot.
+        Some(slot) => unsafe { atomic_add(slot, 1) },
+        None => count_stat(stat::COUNTER_MAP_FULL),
     }
 }
 

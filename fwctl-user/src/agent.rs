@@ -35,8 +35,10 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     for spec in options.extra_devices {
         config.devices.push(DeclaredDevice::from_cli(spec).with_context(|| format!("--device {spec}"))?);
     }
-    let offsets = offsets::resolve(&KernelBtf::from_sysfs().context("reading the kernel's BTF")?)
+    let mut offsets = offsets::resolve(&KernelBtf::from_sysfs().context("reading the kernel's BTF")?)
         .context("resolving kernel offsets")?;
+    let nvme_tracepoints =
+        offsets::resolve_nvme(&mut offsets).context("resolving nvme tracepoint offsets")?;
 
     let mut entries = inventory::major_entries(&inventory::parse_proc_devices(
         &std::fs::read_to_string("/proc/devices").context("reading /proc/devices")?,
@@ -49,13 +51,19 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let listener = http::bind(config.metrics.listen).await?;
 
     let hook_mode = options.hook.unwrap_or(config.hook);
-    let (mut ebpf, hook, attached) = load_and_attach(hook_mode, &offsets, &config, &entries)?;
+    let (mut ebpf, hook, mut attached) = load_and_attach(hook_mode, &offsets, &config, &entries)?;
+    if nvme_tracepoints {
+        attached.extend(kernel::attach_tracepoint_set(&mut ebpf, &kernel::NVME_TRACEPOINTS)?);
+    } else {
+        log::info!("nvme tracepoints absent (nvme module not loaded): no mailbox counters");
+    }
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => spawn_ebpf_logger(logger),
         Err(e) => log::debug!("eBPF logger not started: {e}"),
     }
     let maps = kernel::take_maps(&mut ebpf)?;
-    let (registry, agent_metrics) = metrics::registry(KernelCounters::new(maps.counters, maps.stats))?;
+    let (registry, agent_metrics) =
+        metrics::registry(KernelCounters::new(maps.counters, maps.mailbox, maps.stats))?;
     release_startup_memory();
     for program in &attached {
         agent_metrics.program_attached.with_label_values(&[program]).set(1);

@@ -8,7 +8,7 @@ use aya::{
     programs::{FExit, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use fwctl_common::model::{CounterKey, DeviceInfo, KernelOffsets};
+use fwctl_common::model::{CounterKey, DeviceInfo, KernelOffsets, MailboxKey};
 
 use crate::inventory::WatchEntry;
 
@@ -94,9 +94,16 @@ pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
     Ok(attached)
 }
 
+/// The NVMe driver's command tracepoints (attached when the nvme module is loaded).
+pub const NVME_TRACEPOINTS: [HookProgram; 2] = [
+    HookProgram { name: "fwctl_nvme_setup_cmd", category: "nvme", event: "nvme_setup_cmd" },
+    HookProgram { name: "fwctl_nvme_complete_rq", category: "nvme", event: "nvme_complete_rq" },
+];
+
 /// Maps the agent reads after loading.
 pub struct KernelMaps {
     pub counters: PerCpuHashMap<MapData, CounterKey, u64>,
+    pub mailbox: PerCpuHashMap<MapData, MailboxKey, u64>,
     pub stats: PerCpuArray<MapData, u64>,
     pub events: RingBuf<MapData>,
 }
@@ -122,8 +129,13 @@ pub fn populate_devices(ebpf: &mut Ebpf, entries: &[WatchEntry]) -> Result<()> {
 
 /// Load and attach the syscall tracepoint programs.
 pub fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
+    attach_tracepoint_set(ebpf, &SYSCALL_TRACEPOINTS)
+}
+
+/// Load and attach a set of classic tracepoint programs.
+pub fn attach_tracepoint_set(ebpf: &mut Ebpf, set: &[HookProgram]) -> Result<Vec<&'static str>> {
     let mut attached = Vec::new();
-    for hook in &SYSCALL_TRACEPOINTS {
+    for hook in set {
         let program: &mut TracePoint = ebpf
             .program_mut(hook.name)
             .with_context(|| format!("program {} missing", hook.name))?
@@ -142,6 +154,7 @@ pub fn take_maps(ebpf: &mut Ebpf) -> Result<KernelMaps> {
     let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("map {name} missing"));
     Ok(KernelMaps {
         counters: PerCpuHashMap::try_from(take("COUNTERS")?)?,
+        mailbox: PerCpuHashMap::try_from(take("MAILBOX_COUNTERS")?)?,
         stats: PerCpuArray::try_from(take("STATS")?)?,
         events: RingBuf::try_from(take("EVENTS")?)?,
     })

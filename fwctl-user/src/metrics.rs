@@ -8,7 +8,9 @@ use std::{
 };
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use fwctl_common::model::{class, decode_status, driver, result, scope, stat, verdict, CounterKey};
+use fwctl_common::model::{
+    class, decode_status, driver, origin, result, scope, stat, verdict, CounterKey, MailboxKey,
+};
 use prometheus::{
     core::{Collector, Desc},
     proto::MetricFamily,
@@ -61,6 +63,7 @@ pub fn registry(kernel: KernelCounters) -> prometheus::Result<(Registry, AgentMe
 /// Reads `COUNTERS` and `STATS` on every scrape.
 pub struct KernelCounters {
     counters: Mutex<PerCpuHashMap<MapData, CounterKey, u64>>,
+    mailbox: Mutex<PerCpuHashMap<MapData, MailboxKey, u64>>,
     stats: Mutex<PerCpuArray<MapData, u64>>,
     descs: Vec<Desc>,
 }
@@ -92,6 +95,34 @@ fn events_lost() -> IntCounter {
     .expect("static metric definition")
 }
 
+fn mailbox_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_mailbox_commands_total",
+            "Admin-queue commands seen at the device driver's own tracepoints, by origin and device status.",
+        ),
+        &MAILBOX_LABELS,
+    )
+    .expect("static metric definition")
+}
+
+pub const MAILBOX_LABELS: [&str; 5] = ["class", "opcode", "opcode_name", "origin", "status"];
+
+/// The label values of `fwctl_guard_mailbox_commands_total`.
+pub fn mailbox_labels(key: &MailboxKey) -> [String; 5] {
+    let opcode = key.opcode as u32;
+    [
+        class::label(key.class).to_string(),
+        labels::opcode(opcode),
+        labels::catalog_for(key.class, driver::NVME)
+            .and_then(|c| c.name(opcode))
+            .unwrap_or("unknown")
+            .to_string(),
+        origin::label(key.origin).to_string(),
+        if key.status == 0 { "success".to_string() } else { format!("0x{:04x}", key.status) },
+    ]
+}
+
 fn kernel_errors_vec() -> IntCounterVec {
     IntCounterVec::new(
         Opts::new(
@@ -104,9 +135,14 @@ fn kernel_errors_vec() -> IntCounterVec {
 }
 
 impl KernelCounters {
-    pub fn new(counters: PerCpuHashMap<MapData, CounterKey, u64>, stats: PerCpuArray<MapData, u64>) -> Self {
+    pub fn new(
+        counters: PerCpuHashMap<MapData, CounterKey, u64>,
+        mailbox: PerCpuHashMap<MapData, MailboxKey, u64>,
+        stats: PerCpuArray<MapData, u64>,
+    ) -> Self {
         let descs = [
             commands_vec().desc(),
+            mailbox_vec().desc(),
             decode_errors_vec().desc(),
             events_lost().desc(),
             kernel_errors_vec().desc(),
@@ -115,17 +151,15 @@ impl KernelCounters {
         .flatten()
         .cloned()
         .collect();
-        Self { counters: Mutex::new(counters), stats: Mutex::new(stats), descs }
+        Self { counters: Mutex::new(counters), mailbox: Mutex::new(mailbox), stats: Mutex::new(stats), descs }
     }
 
     /// Current kernel counter values, summed over CPUs.
-    pub fn snapshot(&self) -> (BTreeMap<CounterKey, u64>, [u64; stat::COUNT as usize]) {
-        let mut totals = BTreeMap::new();
-        if let Ok(counters) = self.counters.lock() {
-            for (key, values) in counters.iter().flatten() {
-                *totals.entry(key).or_insert(0) += values.iter().sum::<u64>();
-            }
-        }
+    pub fn snapshot(
+        &self,
+    ) -> (BTreeMap<CounterKey, u64>, BTreeMap<MailboxKey, u64>, [u64; stat::COUNT as usize]) {
+        let totals = sum_per_cpu(&self.counters);
+        let mailbox = sum_per_cpu(&self.mailbox);
         let mut stats = [0u64; stat::COUNT as usize];
         if let Ok(map) = self.stats.lock() {
             for (index, slot) in stats.iter_mut().enumerate() {
@@ -134,8 +168,18 @@ impl KernelCounters {
                 }
             }
         }
-        (totals, stats)
+        (totals, mailbox, stats)
     }
+}
+
+fn sum_per_cpu<K: aya::Pod + Ord>(map: &Mutex<PerCpuHashMap<MapData, K, u64>>) -> BTreeMap<K, u64> {
+    let mut totals = BTreeMap::new();
+    if let Ok(map) = map.lock() {
+        for (key, values) in map.iter().flatten() {
+            *totals.entry(key).or_insert(0) += values.iter().sum::<u64>();
+        }
+    }
+    totals
 }
 
 /// The label values of `fwctl_guard_commands_total` for a kernel counter key.
@@ -157,7 +201,7 @@ impl Collector for KernelCounters {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let (totals, stats) = self.snapshot();
+        let (totals, mailbox_totals, stats) = self.snapshot();
         let commands = commands_vec();
         let decode_errors = decode_errors_vec();
         for (key, value) in &totals {
@@ -176,7 +220,14 @@ impl Collector for KernelCounters {
         for index in [stat::PENDING_FULL, stat::COUNTER_MAP_FULL, stat::FD_UNRESOLVED] {
             kernel_errors.with_label_values(&[stat::label(index)]).inc_by(stats[index as usize]);
         }
+        let mailbox = mailbox_vec();
+        for (key, value) in &mailbox_totals {
+            let labels = mailbox_labels(key);
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            mailbox.with_label_values(&labels).inc_by(*value);
+        }
         let mut families = commands.collect();
+        families.extend(mailbox.collect());
         families.extend(decode_errors.collect());
         families.extend(lost.collect());
         families.extend(kernel_errors.collect());
@@ -222,6 +273,23 @@ mod tests {
         );
         let undecodable = CounterKey { opcode: OPCODE_NONE, decode: decode_status::ARG_UNREADABLE, ..key };
         assert_eq!(command_labels(&undecodable)[2..4], ["none".to_string(), "undecodable".to_string()]);
+    }
+
+    #[test]
+    fn mailbox_keys_become_labels() {
+        let key = MailboxKey {
+            status: 0,
+            opcode: 0x06,
+            class: class::NVME_ADMIN,
+            origin: origin::PASSTHROUGH,
+            _pad: [0; 3],
+        };
+        assert_eq!(
+            mailbox_labels(&key),
+            ["nvme-admin", "0x0006", "identify", "passthrough", "success"].map(String::from)
+        );
+        let failed = MailboxKey { status: 0x4002, origin: origin::KERNEL, ..key };
+        assert_eq!(mailbox_labels(&failed)[3..], ["kernel".to_string(), "0x4002".to_string()]);
     }
 
     #[test]

@@ -40,7 +40,34 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
         sys_enter_arg: field(&enter, "arg")?,
         sys_exit_ret: field(&exit, "ret")?,
         agent_tgid: std::process::id(),
+        ..KernelOffsets::default()
     })
+}
+
+/// Fill in the NVMe driver tracepoints' field offsets. `Ok(false)` when the nvme module
+/// (and so its tracepoints) is not loaded.
+pub fn resolve_nvme(offsets: &mut KernelOffsets) -> Result<bool> {
+    let (Ok(setup), Ok(complete)) =
+        (EventFormat::read("nvme", "nvme_setup_cmd"), EventFormat::read("nvme", "nvme_complete_rq"))
+    else {
+        return Ok(false);
+    };
+    let at = |f: &EventFormat, name: &str, size: u32| -> Result<u32> {
+        let field = f.field(name)?;
+        if field.size != size {
+            bail!("tracefs: {}.{name} is {} bytes, expected {size}", f.name, field.size);
+        }
+        Ok(field.offset)
+    };
+    offsets.nvme_setup_ctrl_id = at(&setup, "ctrl_id", 4)?;
+    offsets.nvme_setup_qid = at(&setup, "qid", 4)?;
+    offsets.nvme_setup_opcode = at(&setup, "opcode", 1)?;
+    offsets.nvme_setup_cid = at(&setup, "cid", 2)?;
+    offsets.nvme_complete_ctrl_id = at(&complete, "ctrl_id", 4)?;
+    offsets.nvme_complete_qid = at(&complete, "qid", 4)?;
+    offsets.nvme_complete_cid = at(&complete, "cid", 2)?;
+    offsets.nvme_complete_status = at(&complete, "status", 2)?;
+    Ok(true)
 }
 
 fn field(format: &EventFormat, name: &str) -> Result<u32> {
