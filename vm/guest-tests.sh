@@ -1,9 +1,11 @@
 #!/bin/sh
 # In-guest tests of the fwctl-guard VM bed (run by vm/init.sh once per kernel boot).
-# For now a smoke test of the bed itself: the device nodes exist, the real clients
-# nvme (nvme-cli) and cxl (ndctl) work against the emulated NVMe controller and CXL
-# type-3 device, and `fwctl-guard probe` reports which program types the kernel accepts.
-# Exit status 0 only when `nvme id-ctrl` and `cxl list -M` succeeded.
+# 1. Smoke test of the bed: device nodes, the real clients nvme (nvme-cli) and cxl (ndctl)
+#    against the emulated NVMe controller and CXL type-3 device, `fwctl-guard probe`.
+# 2. The project's test executables, built on the host: /tests/host (the host suite, here
+#    on this guest kernel, where `hook: auto` picks BPF LSM when the kernel accepts it) and
+#    /tests/vm (real devices). Privileged and device tests must not skip here.
+# Exit status 0 only when everything passed.
 
 echo "--- device nodes"
 ls -l /dev/nvme* /dev/cxl/ 2>&1
@@ -29,4 +31,15 @@ echo "--- /fwctl-guard probe"
 /fwctl-guard probe
 echo "fwctl-guard probe exit status: $?"
 
-[ $nvme_rc -eq 0 ] && [ $cxl_rc -eq 0 ]
+export FWCTL_GUARD_BIN=/fwctl-guard FWCTL_GUARD_REQUIRE_PRIVILEGED=1 FWCTL_GUARD_REQUIRE_VM=1
+export RUST_BACKTRACE=1
+suite_rc=0
+for t in host vm; do
+    echo "--- /tests/$t"
+    "/tests/$t" --test-threads=1 --nocapture
+    rc=$?
+    echo "/tests/$t exit status: $rc"
+    [ $rc -eq 0 ] || suite_rc=1
+done
+
+[ $nvme_rc -eq 0 ] && [ $cxl_rc -eq 0 ] && [ $suite_rc -eq 0 ]

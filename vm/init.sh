@@ -17,6 +17,11 @@ mkdir -p /sys/kernel/tracing /sys/fs/bpf /sys/kernel/security
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
+mkdir -p /dev/pts /sys/fs/cgroup
+mount -t devpts devpts /dev/pts -o mode=620,ptmxmode=666
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# Loopback for the agent's metrics endpoint (the tests scrape it with curl).
+ip link set lo up
 echo "FWCTL_GUARD_VM_INIT: init started"
 
 modules=/lib/modules/fwctl-guard

@@ -188,6 +188,10 @@ pub mod verdict {
 pub mod result {
     pub const OK: u8 = 0;
     pub const ERROR: u8 = 1;
+    /// Counted when the command was seen; its return not (yet) observed. Every command is
+    /// counted here first and moved to OK/ERROR when its syscall returns, so a skipped or
+    /// missing exit hook never loses the count.
+    pub const UNOBSERVED: u8 = 2;
 
     pub const fn from_ret(ret: i64) -> u8 {
         if ret < 0 {
@@ -200,7 +204,8 @@ pub mod result {
     pub fn label(result: u8) -> &'static str {
         match result {
             OK => "ok",
-            _ => "error",
+            ERROR => "error",
+            _ => "unknown",
         }
     }
 }
@@ -402,6 +407,10 @@ pub struct KernelOffsets {
     pub sys_enter_cmd: u32,
     pub sys_enter_arg: u32,
     pub sys_exit_ret: u32,
+    /// `struct pt_regs` members holding ioctl's `cmd` for the 64-bit (si) and the 32-bit
+    /// compat (cx) syscall entry, read by the fexit programs.
+    pub pt_regs_si: u32,
+    pub pt_regs_cx: u32,
     /// The agent's own tgid: its inventory ioctls (FWCTL_INFO) are not commands to audit.
     pub agent_tgid: u32,
     /// `nvme:nvme_setup_cmd` fields (tracefs), when the nvme module is loaded.

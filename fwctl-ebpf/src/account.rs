@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
 };
 use fwctl_common::model::{result, stat, CounterKey, Event};
 
-use crate::maps::{count_stat, increment, COUNTERS, EVENTS};
+use crate::maps::{count_stat, decrement, increment, COUNTERS, EVENTS};
 
 /// Fill in who sent the command, on which device, and when (the command itself is
 /// decoded into `event.command` by the caller). Fills in place: the event is the largest
@@ -32,10 +32,22 @@ pub fn fill_subject(event: &mut Event, cmd: u32, rdev: u32, flags: u32, hook: u8
     event.hook = hook;
 }
 
-/// Count the command exactly once and send its event.
+/// Count a command the moment it is seen, as `unobserved` (exact even if no exit hook runs).
 #[inline(always)]
-pub fn complete(event: &Event) {
+pub fn count_seen(event: &Event) {
+    increment(&COUNTERS, &CounterKey::new(&event.command, result::UNOBSERVED, event.verdict));
+}
+
+/// Its return value is known: move the count from `unobserved` to ok/error.
+#[inline(always)]
+pub fn count_returned(event: &Event) {
+    decrement(&COUNTERS, &CounterKey::new(&event.command, result::UNOBSERVED, event.verdict));
     increment(&COUNTERS, &CounterKey::new(&event.command, result::from_ret(event.ret), event.verdict));
+}
+
+/// Queue the audit event; a full ring buffer is counted.
+#[inline(always)]
+pub fn emit(event: &Event) {
     if EVENTS.output::<Event>(event, 0).is_err() {
         count_stat(stat::EVENTS_LOST);
     }

@@ -9,8 +9,15 @@ use fwctl_common::{
 };
 
 /// Copy `len` (clamped to N) bytes of user memory into `buf`; false if the copy failed.
+///
+/// The buffer is zeroed first with a volatile memset: LLVM drops a plain zero-init before
+/// the helper writes the buffer, and older verifiers (6.1) do not count a variable-length
+/// helper write as initializing the stack, so the decoders' fixed-offset reads would be
+/// refused as reads of uninitialized stack.
 #[inline(always)]
 fn read_user<const N: usize>(buf: &mut [u8; N], ptr: u64, len: u32) -> bool {
+    // SAFETY: writes exactly N bytes into `buf`.
+    unsafe { core::intrinsics::volatile_set_memory(buf.as_mut_ptr(), 0, N) };
     let len = if len > N as u32 { N as u32 } else { len };
     // SAFETY: the helper writes at most `len` <= N bytes into `buf` and validates `ptr`.
     unsafe { bpf_probe_read_user(buf.as_mut_ptr() as *mut _, len, ptr as *const _) == 0 }

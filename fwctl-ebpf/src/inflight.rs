@@ -40,28 +40,44 @@ pub fn begin<C: EbpfContext>(ctx: &C, spec: &IoctlSpec, node: Node, cmd: u32, ar
     }
     let flags = if node.block { event_flag::BLOCK_DEVICE } else { 0 };
     account::fill_subject(&mut event, cmd, node.rdev, flags, hook, verdict::ALLOW);
-    if INFLIGHT.insert(&bpf_get_current_pid_tgid(), &event, 0).is_err() {
-        // Never lose the count: account it now, without a return value.
+    account::count_seen(&event);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some(stale) = INFLIGHT.get_ptr_mut(&pid_tgid) {
+        // This thread's previous command never reached an exit hook (skipped program):
+        // its count stays `unobserved`; send its event now rather than lose it.
+        // SAFETY: map value pointer, valid for this run.
+        let stale = unsafe { &mut *stale };
+        stale.flags |= event_flag::NO_EXIT;
+        account::emit(stale);
+    }
+    if INFLIGHT.insert(&pid_tgid, &event, 0).is_err() {
         count_stat(stat::PENDING_FULL);
         warn!(ctx, "fwctl-guard: in-flight table full; command counted without its return value");
         event.flags |= event_flag::NO_EXIT;
-        account::complete(&event);
+        account::emit(&event);
     }
     event.verdict
 }
 
-/// Complete the current thread's parked command, if it has one.
+/// Complete the current thread's parked command, if it has one. `cmd` is the returning
+/// ioctl's number where the hook knows it: a parked command with another number is stale
+/// (its own return was missed) and is sent without a return value.
 #[inline(always)]
-pub fn finish(ret: i64) {
+pub fn finish(ret: i64, cmd: Option<u32>) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(event) = INFLIGHT.get_ptr_mut(&pid_tgid) else {
         return;
     };
     // SAFETY: INFLIGHT value pointer, valid for this run; only this thread uses its slot.
     let event = unsafe { &mut *event };
-    event.ret = ret;
-    // SAFETY: helper without preconditions.
-    event.latency_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.start_ns);
-    account::complete(event);
+    if cmd.is_some_and(|cmd| cmd != event.cmd) {
+        event.flags |= event_flag::NO_EXIT;
+    } else {
+        event.ret = ret;
+        // SAFETY: helper without preconditions.
+        event.latency_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.start_ns);
+        account::count_returned(event);
+    }
+    account::emit(event);
     let _ = INFLIGHT.remove(&pid_tgid);
 }

@@ -49,6 +49,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sys_enter_cmd: 0,
     sys_enter_arg: 0,
     sys_exit_ret: 0,
+    pt_regs_si: 0,
+    pt_regs_cx: 0,
     agent_tgid: 0,
     nvme_setup_ctrl_id: 0,
     nvme_setup_qid: 0,
@@ -79,6 +81,18 @@ pub fn count_stat(index: u32) {
 /// Add one to `key`'s per-CPU counter, creating it on first use; a full map is counted.
 #[inline(always)]
 pub fn increment<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
+    add(map, key, 1)
+}
+
+/// Subtract one (a wrapping add: the agent sums per-CPU slots with wrapping arithmetic,
+/// so a decrement on another CPU than the increment still nets out).
+#[inline(always)]
+pub fn decrement<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
+    add(map, key, u64::MAX)
+}
+
+#[inline(always)]
+fn add<K>(map: &PerCpuHashMap<K, u64>, key: &K, delta: u64) {
     let mut slot = map.get_ptr_mut(key);
     if slot.is_none() {
         // BPF_NOEXIST: if another task created the slot in between, keep its value.
@@ -88,7 +102,7 @@ pub fn increment<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
     match slot {
         // SAFETY: per-CPU map value pointer, valid during this run; atomic because this
         // task can be preempted by another one on the same CPU updating the same slot.
-        Some(slot) => unsafe { atomic_add(slot, 1) },
+        Some(slot) => unsafe { atomic_add(slot, delta) },
         None => count_stat(stat::COUNTER_MAP_FULL),
     }
 }

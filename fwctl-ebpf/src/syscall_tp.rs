@@ -26,7 +26,7 @@ pub fn fwctl_sys_exit_ioctl(ctx: TracePointContext) -> u32 {
     let off = offsets();
     // SAFETY: offset from this kernel's tracefs format file.
     if let Ok(ret) = unsafe { ctx.read_at::<i64>(off.sys_exit_ret as usize) } {
-        inflight::finish(ret);
+        inflight::finish(ret, None);
     }
     0
 }

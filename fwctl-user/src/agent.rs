@@ -62,8 +62,9 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         Err(e) => log::debug!("eBPF logger not started: {e}"),
     }
     let maps = kernel::take_maps(&mut ebpf)?;
+    let programs = kernel::program_stats(&ebpf, &attached)?;
     let (registry, agent_metrics) =
-        metrics::registry(KernelCounters::new(maps.counters, maps.mailbox, maps.stats))?;
+        metrics::registry(KernelCounters::new(maps.counters, maps.mailbox, maps.stats, programs))?;
     release_startup_memory();
     for program in &attached {
         agent_metrics.program_attached.with_label_values(&[program]).set(1);
@@ -101,7 +102,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let registry = Arc::new(registry);
     let server = tokio::spawn(http::serve(listener, registry, stopped.clone()));
-    let reader = tokio::spawn(events::run(maps.events, log, agent_metrics.clone(), stopped));
+    let reader = tokio::spawn(events::run(maps.events, maps.inflight, log, agent_metrics.clone(), stopped));
 
     wait_for_termination().await?;
     log::info!("stopping: detaching programs");

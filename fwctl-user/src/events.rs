@@ -3,8 +3,8 @@
 
 use std::time::SystemTime;
 
-use aya::maps::{MapData, RingBuf};
-use fwctl_common::model::Event;
+use aya::maps::{HashMap, MapData, RingBuf};
+use fwctl_common::model::{event_flag, Event};
 use tokio::{io::unix::AsyncFd, sync::watch};
 
 use crate::{
@@ -12,9 +12,12 @@ use crate::{
     metrics::AgentMetrics,
 };
 
-/// Read events until `shutdown` flips, then drain what is left and flush.
+/// Read events until `shutdown` flips (after the programs were detached), then drain
+/// what is left: the ring buffer, and the commands still parked in the kernel (their
+/// return was never seen), logged without a return value.
 pub async fn run(
     ring: RingBuf<MapData>,
+    inflight: HashMap<MapData, u64, Event>,
     mut log: AuditLog,
     metrics: AgentMetrics,
     mut shutdown: watch::Receiver<bool>,
@@ -33,6 +36,16 @@ pub async fn run(
         }
     }
     drain(ring.get_mut(), &mut log, &metrics);
+    let epoch = monotonic_epoch();
+    for event in inflight.iter().filter_map(Result::ok).map(|(_, mut event)| {
+        event.flags |= event_flag::NO_EXIT;
+        event
+    }) {
+        match log.write(&AuditRecord::from_event(&event, epoch)) {
+            Ok(()) => metrics.audit_events_written.inc(),
+            Err(_) => metrics.audit_errors.with_label_values(&["write"]).inc(),
+        }
+    }
     log.flush()?;
     Ok(())
 }

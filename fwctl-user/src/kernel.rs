@@ -8,7 +8,7 @@ use aya::{
     programs::{FExit, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use fwctl_common::model::{CounterKey, DeviceInfo, KernelOffsets, MailboxKey};
+use fwctl_common::model::{CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey};
 
 use crate::inventory::WatchEntry;
 
@@ -102,6 +102,9 @@ pub const NVME_TRACEPOINTS: [HookProgram; 2] = [
 
 /// Maps the agent reads after loading.
 pub struct KernelMaps {
+    /// Commands parked between their hook and their return: drained into the audit log
+    /// at shutdown, so none whose return went unseen is left out of it.
+    pub inflight: HashMap<MapData, u64, Event>,
     pub counters: PerCpuHashMap<MapData, CounterKey, u64>,
     pub mailbox: PerCpuHashMap<MapData, MailboxKey, u64>,
     pub stats: PerCpuArray<MapData, u64>,
@@ -153,9 +156,23 @@ pub fn attach_tracepoint_set(ebpf: &mut Ebpf, set: &[HookProgram]) -> Result<Vec
 pub fn take_maps(ebpf: &mut Ebpf) -> Result<KernelMaps> {
     let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("map {name} missing"));
     Ok(KernelMaps {
+        inflight: HashMap::try_from(take("INFLIGHT")?)?,
         counters: PerCpuHashMap::try_from(take("COUNTERS")?)?,
         mailbox: PerCpuHashMap::try_from(take("MAILBOX_COUNTERS")?)?,
         stats: PerCpuArray::try_from(take("STATS")?)?,
         events: RingBuf::try_from(take("EVENTS")?)?,
     })
+}
+
+/// Duplicated fds of the attached programs, for reading their kernel statistics.
+pub fn program_stats(ebpf: &Ebpf, names: &[&'static str]) -> Result<Vec<crate::prog_stats::ProgramStats>> {
+    use std::os::fd::AsFd;
+    names
+        .iter()
+        .map(|name| {
+            let program = ebpf.program(name).with_context(|| format!("program {name} missing"))?;
+            let fd = program.fd()?.as_fd().try_clone_to_owned()?;
+            Ok(crate::prog_stats::ProgramStats { name, fd })
+        })
+        .collect()
 }

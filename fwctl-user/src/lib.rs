@@ -14,4 +14,5 @@ pub mod labels;
 pub mod metrics;
 pub mod offsets;
 pub mod probe;
+pub mod prog_stats;
 pub mod tracefs;

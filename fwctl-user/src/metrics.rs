@@ -17,7 +17,7 @@ use prometheus::{
     IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-use crate::labels;
+use crate::{labels, prog_stats::ProgramStats};
 
 pub const COMMAND_LABELS: [&str; 7] =
     ["class", "driver", "opcode", "opcode_name", "scope", "verdict", "result"];
@@ -65,6 +65,7 @@ pub struct KernelCounters {
     counters: Mutex<PerCpuHashMap<MapData, CounterKey, u64>>,
     mailbox: Mutex<PerCpuHashMap<MapData, MailboxKey, u64>>,
     stats: Mutex<PerCpuArray<MapData, u64>>,
+    programs: Vec<ProgramStats>,
     descs: Vec<Desc>,
 }
 
@@ -123,6 +124,18 @@ pub fn mailbox_labels(key: &MailboxKey) -> [String; 5] {
     ]
 }
 
+fn skipped_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_program_skipped_total",
+            "Invocations the kernel skipped because the program was already running on that CPU \
+             (bpf_prog_info.recursion_misses); a skipped exit hook leaves commands with result=unknown.",
+        ),
+        &["program"],
+    )
+    .expect("static metric definition")
+}
+
 fn kernel_errors_vec() -> IntCounterVec {
     IntCounterVec::new(
         Opts::new(
@@ -139,10 +152,12 @@ impl KernelCounters {
         counters: PerCpuHashMap<MapData, CounterKey, u64>,
         mailbox: PerCpuHashMap<MapData, MailboxKey, u64>,
         stats: PerCpuArray<MapData, u64>,
+        programs: Vec<ProgramStats>,
     ) -> Self {
         let descs = [
             commands_vec().desc(),
             mailbox_vec().desc(),
+            skipped_vec().desc(),
             decode_errors_vec().desc(),
             events_lost().desc(),
             kernel_errors_vec().desc(),
@@ -151,7 +166,13 @@ impl KernelCounters {
         .flatten()
         .cloned()
         .collect();
-        Self { counters: Mutex::new(counters), mailbox: Mutex::new(mailbox), stats: Mutex::new(stats), descs }
+        Self {
+            counters: Mutex::new(counters),
+            mailbox: Mutex::new(mailbox),
+            stats: Mutex::new(stats),
+            programs,
+            descs,
+        }
     }
 
     /// Current kernel counter values, summed over CPUs.
@@ -176,7 +197,11 @@ fn sum_per_cpu<K: aya::Pod + Ord>(map: &Mutex<PerCpuHashMap<MapData, K, u64>>) -
     let mut totals = BTreeMap::new();
     if let Ok(map) = map.lock() {
         for (key, values) in map.iter().flatten() {
-            *totals.entry(key).or_insert(0) += values.iter().sum::<u64>();
+            // Wrapping: a command counted on one CPU and moved to its result on another
+            // leaves one slot "negative"; the sum over CPUs is exact.
+            let sum = values.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+            let total = totals.entry(key).or_insert(0u64);
+            *total = total.wrapping_add(sum);
         }
     }
     totals
@@ -204,7 +229,7 @@ impl Collector for KernelCounters {
         let (totals, mailbox_totals, stats) = self.snapshot();
         let commands = commands_vec();
         let decode_errors = decode_errors_vec();
-        for (key, value) in &totals {
+        for (key, value) in totals.iter().filter(|(_, v)| **v != 0) {
             let labels = command_labels(key);
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
             commands.with_label_values(&labels).inc_by(*value);
@@ -226,7 +251,14 @@ impl Collector for KernelCounters {
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
             mailbox.with_label_values(&labels).inc_by(*value);
         }
+        let skipped = skipped_vec();
+        for program in &self.programs {
+            if let Some(misses) = program.recursion_misses() {
+                skipped.with_label_values(&[program.name]).inc_by(misses);
+            }
+        }
         let mut families = commands.collect();
+        families.extend(skipped.collect());
         families.extend(mailbox.collect());
         families.extend(decode_errors.collect());
         families.extend(lost.collect());

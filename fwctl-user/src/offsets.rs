@@ -39,6 +39,8 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
         sys_enter_cmd: field(&enter, "cmd")?,
         sys_enter_arg: field(&enter, "arg")?,
         sys_exit_ret: field(&exit, "ret")?,
+        pt_regs_si: member("pt_regs", "si")?,
+        pt_regs_cx: member("pt_regs", "cx")?,
         agent_tgid: std::process::id(),
         ..KernelOffsets::default()
     })
@@ -52,21 +54,24 @@ pub fn resolve_nvme(offsets: &mut KernelOffsets) -> Result<bool> {
     else {
         return Ok(false);
     };
-    let at = |f: &EventFormat, name: &str, size: u32| -> Result<u32> {
+    // The programs read ctrl_id/qid as 32-bit, opcode as 8-bit, and cid/status as 16-bit
+    // values; a wider little-endian field holds the same value in its low bytes (6.1 and
+    // 7.2 declare nvme_complete_rq's cid as int, others as u16).
+    let at = |f: &EventFormat, name: &str, sizes: &[u32]| -> Result<u32> {
         let field = f.field(name)?;
-        if field.size != size {
-            bail!("tracefs: {}.{name} is {} bytes, expected {size}", f.name, field.size);
+        if !sizes.contains(&field.size) {
+            bail!("tracefs: {}.{name} is {} bytes, expected one of {sizes:?}", f.name, field.size);
         }
         Ok(field.offset)
     };
-    offsets.nvme_setup_ctrl_id = at(&setup, "ctrl_id", 4)?;
-    offsets.nvme_setup_qid = at(&setup, "qid", 4)?;
-    offsets.nvme_setup_opcode = at(&setup, "opcode", 1)?;
-    offsets.nvme_setup_cid = at(&setup, "cid", 2)?;
-    offsets.nvme_complete_ctrl_id = at(&complete, "ctrl_id", 4)?;
-    offsets.nvme_complete_qid = at(&complete, "qid", 4)?;
-    offsets.nvme_complete_cid = at(&complete, "cid", 2)?;
-    offsets.nvme_complete_status = at(&complete, "status", 2)?;
+    offsets.nvme_setup_ctrl_id = at(&setup, "ctrl_id", &[4])?;
+    offsets.nvme_setup_qid = at(&setup, "qid", &[4])?;
+    offsets.nvme_setup_opcode = at(&setup, "opcode", &[1])?;
+    offsets.nvme_setup_cid = at(&setup, "cid", &[2, 4])?;
+    offsets.nvme_complete_ctrl_id = at(&complete, "ctrl_id", &[4])?;
+    offsets.nvme_complete_qid = at(&complete, "qid", &[4])?;
+    offsets.nvme_complete_cid = at(&complete, "cid", &[2, 4])?;
+    offsets.nvme_complete_status = at(&complete, "status", &[2, 4])?;
     Ok(true)
 }
 

@@ -40,8 +40,18 @@ fn free_port() -> Result<u16> {
 }
 
 impl Agent {
-    /// Start the agent and wait until both tracepoint programs are attached.
+    /// Start the agent and wait until its hook programs are attached.
     pub fn start(name: &str, devices: &[Declared], ring_buffer_bytes: u32) -> Result<Self> {
+        Self::start_with(name, devices, ring_buffer_bytes, &[])
+    }
+
+    /// Like `start`, with extra `fwctl-guard run` arguments (e.g. `--hook lsm`).
+    pub fn start_with(
+        name: &str,
+        devices: &[Declared],
+        ring_buffer_bytes: u32,
+        args: &[&str],
+    ) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("fwctl-guard-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
@@ -67,6 +77,7 @@ impl Agent {
         let child = Command::new(agent_binary())
             .args(["run", "--config"])
             .arg(&config_path)
+            .args(args)
             .stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null())

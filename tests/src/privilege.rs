@@ -26,3 +26,29 @@ pub fn can_load_bpf(test: &str) -> bool {
         }
     }
 }
+
+/// The device node a VM test needs, or None after printing why the test skips. With
+/// `FWCTL_GUARD_REQUIRE_VM=1` (set by the in-guest runner) a missing device is a failure.
+pub fn vm_device(test: &str, node: &str) -> Option<std::path::PathBuf> {
+    if !can_load_bpf(test) {
+        return None;
+    }
+    let path = std::path::PathBuf::from(node);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("FWCTL_GUARD_REQUIRE_VM").as_deref() == Ok("1") {
+        panic!("{test}: {node} is missing in the VM guest");
+    }
+    eprintln!("skipping {test}: no {node} on this machine (runs in `cargo xtask vm-test`)");
+    None
+}
+
+/// Whether the kernel accepts BPF LSM and fentry programs, per `fwctl-guard probe`.
+pub fn lsm_available(agent: &std::path::Path) -> bool {
+    let out = std::process::Command::new(agent).arg("probe").output().expect("fwctl-guard probe runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    ["lsm", "fentry"]
+        .iter()
+        .all(|hook| text.lines().any(|l| l.trim_start().starts_with(hook) && l.trim_end().ends_with(" ok")))
+}

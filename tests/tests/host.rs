@@ -174,7 +174,6 @@ fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() {
             ("opcode", labels[2]),
             ("scope", labels[4]),
             ("verdict", "allow"),
-            ("result", "error"),
         ];
         if labels[3] != "*" {
             filter.push(("opcode_name", labels[3]));
@@ -187,9 +186,23 @@ fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() {
         );
     }
     assert_eq!(scrape.sum("fwctl_guard_commands_total", &[]) as u64, total, "{}", scrape.text);
+    // Every command returned ENOTTY. Its result is `error` unless the exit hook was skipped
+    // by the kernel (a task preempted inside it on PREEMPT kernels): then `unknown`, and the
+    // skip is counted. Never more unknowns than skipped exit-hook runs.
+    let unknown = scrape.sum("fwctl_guard_commands_total", &[("result", "unknown")]);
+    let exit_skips = scrape.sum("fwctl_guard_program_skipped_total", &[("program", "fwctl_sys_exit_ioctl")])
+        + scrape.sum("fwctl_guard_program_skipped_total", &[("program", "fwctl_fexit_sys_ioctl")]);
+    assert_eq!(scrape.sum("fwctl_guard_commands_total", &[("result", "error")]) + unknown, total as f64);
+    assert!(
+        unknown <= exit_skips,
+        "{unknown} unknown results but {exit_skips} skipped exits\n{}",
+        scrape.text
+    );
     assert_eq!(scrape.sum("fwctl_guard_events_lost_total", &[]), 0.0);
     assert_eq!(scrape.sum("fwctl_guard_decode_errors_total", &[]), 0.0);
     assert_eq!(scrape.sum("fwctl_guard_kernel_errors_total", &[]), 0.0, "{}", scrape.text);
+    let lsm = scrape.sum("fwctl_guard_program_attached", &[("program", "fwctl_lsm_file_ioctl")]) == 1.0;
+    let hook = if lsm { "lsm" } else { "tracepoint" };
 
     assert_eq!(agent.stop().unwrap(), 0, "clean shutdown:\n{}", agent.output());
     let records = agent.audit_records().unwrap();
@@ -204,12 +217,16 @@ fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() {
         assert!(r["comm"].as_str().unwrap().starts_with("fg-worker-"), "{r}");
         assert!(devices.contains(r["device"].as_str().unwrap()), "{r}");
         assert_eq!(r["device_type"], "char");
-        assert_eq!(r["hook"], "tracepoint");
+        assert_eq!(r["hook"], hook, "{r}");
         assert_eq!(r["verdict"], "allow");
         assert_eq!(r["decode"], "ok");
-        assert_eq!(r["ret"].as_i64(), Some(-ENOTTY), "{r}");
-        assert_eq!(r["result"], "error");
-        assert!(r["latency_ns"].as_u64().is_some(), "{r}");
+        if r["ret"].is_null() {
+            assert!(r["result"].is_null() && r["latency_ns"].is_null(), "{r}");
+        } else {
+            assert_eq!(r["ret"].as_i64(), Some(-ENOTTY), "{r}");
+            assert_eq!(r["result"], "error");
+            assert!(r["latency_ns"].as_u64().is_some(), "{r}");
+        }
         assert!(r["ts"].as_str().unwrap().ends_with('Z'));
         let renamed = r["comm"] == format!("fg-worker-{}", THREADS - 1);
         let (uid, gid) = if renamed { (4242, 4343) } else { (0, 0) };
@@ -231,6 +248,11 @@ fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() {
             assert_eq!(r["driver"], "mlx5");
         }
     }
+    assert_eq!(
+        records.iter().filter(|r| r["ret"].is_null()).count() as f64,
+        unknown,
+        "one line per unknown result"
+    );
     assert_eq!(per_tid.len(), THREADS);
     for (tid, issued) in &tids {
         assert_eq!(per_tid.get(tid), Some(issued), "audit lines of thread {tid}");
@@ -363,9 +385,11 @@ fn a_full_ring_buffer_drops_events_but_never_counts() {
     let written = scrape.sum("fwctl_guard_audit_events_written_total", &[]);
     assert_eq!(scrape.sum("fwctl_guard_commands_total", &[]), total, "counters stay exact");
     assert!(lost > 0.0, "a 4 KiB ring buffer should have overflowed: {}", scrape.text);
-    assert_eq!(written + lost, total, "every event is either written or counted as lost");
+    assert!(written + lost <= total);
     agent.stop().unwrap();
-    assert_eq!(agent.audit_records().unwrap().len() as f64, written);
+    // After the drain at shutdown (ring buffer, then commands still parked in the kernel)
+    // every event is either in the log or counted as lost.
+    assert_eq!(agent.audit_records().unwrap().len() as f64 + lost, total, "written or counted as lost");
 }
 
 #[test]

@@ -17,7 +17,6 @@ mod kernels;
 mod qemu;
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -58,6 +57,13 @@ pub struct Args {
     accel: Accel,
 }
 
+impl Args {
+    /// The options `cargo xtask test` uses: the given kernels, default limits.
+    pub fn for_suite(kernel: KernelChoice) -> Self {
+        Self { kernel, keep: false, timeout: 600, accel: Accel::Auto }
+    }
+}
+
 /// One kernel's result for the summary.
 struct Report {
     series: Series,
@@ -76,7 +82,10 @@ pub fn vm_test(args: &Args) -> Result<()> {
     };
     setup::setup()?;
     host::ensure()?;
-    let agent = build::build_agent(true)?;
+    let payload = initramfs::Payload {
+        agent: build::build_agent(true)?,
+        tests: build::test_executables(&["host", "vm"])?,
+    };
     let disks = qemu::disks()?;
     let mut accel = match args.accel {
         Accel::Auto if qemu::kvm_plausible() => Accel::Auto,
@@ -87,7 +96,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
 
     let mut reports = Vec::new();
     for s in series {
-        let report = match run_one(s, args, &agent, &disks, &mut accel) {
+        let report = match run_one(s, args, &payload, &disks, &mut accel) {
             Ok(report) => report,
             Err(err) => Report { series: s, ok: false, line: format!("error: {err:#}") },
         };
@@ -108,7 +117,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
 fn run_one(
     series: Series,
     args: &Args,
-    agent: &Path,
+    payload: &initramfs::Payload,
     disks: &qemu::Disks,
     accel: &mut Accel,
 ) -> Result<Report> {
@@ -118,7 +127,7 @@ fn run_one(
     let fetch = t.elapsed();
     let t = Instant::now();
     let work = paths::target_dir().join("vm").join(name);
-    let initrd = initramfs::build(&kernel, agent, &work)?;
+    let initrd = initramfs::build(&kernel, payload, &work)?;
     let pack = t.elapsed();
     let log = paths::target_dir().join("vm-logs").join(format!("{name}.log"));
     let timeout = Duration::from_secs(args.timeout);

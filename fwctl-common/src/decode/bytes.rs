@@ -14,7 +14,7 @@ pub fn le16<const N: usize>(buf: &[u8; N], at: usize) -> u16 {
     u16::from_le_bytes([u8_at(buf, at), u8_at(buf, at.saturating_add(1))])
 }
 
-#[inline(always)]
+#[cfg(test)]
 pub fn be16<const N: usize>(buf: &[u8; N], at: usize) -> u16 {
     u16::from_be_bytes([u8_at(buf, at), u8_at(buf, at.saturating_add(1))])
 }
@@ -29,7 +29,7 @@ pub fn le32<const N: usize>(buf: &[u8; N], at: usize) -> u32 {
     ])
 }
 
-#[inline(always)]
+#[cfg(test)]
 pub fn be32<const N: usize>(buf: &[u8; N], at: usize) -> u32 {
     u32::from_be_bytes([
         u8_at(buf, at),
@@ -63,14 +63,37 @@ impl Field {
 
     #[inline(always)]
     pub fn read<const N: usize>(&self, buf: &[u8; N]) -> u32 {
-        let at = self.offset as usize;
-        match (self.width, self.big_endian) {
-            (1, _) => u8_at(buf, at) as u32,
-            (2, false) => le16(buf, at) as u32,
-            (2, true) => be16(buf, at) as u32,
-            (_, false) => le32(buf, at),
-            (_, true) => be32(buf, at),
+        self.read_window(le64(buf, 0))
+    }
+
+    /// Read the field from the first 8 bytes of a payload, given as one little-endian
+    /// word. Table offsets are data, so indexing the buffer with them would be a
+    /// variable-offset stack access, which older verifiers (6.1) refuse; shifting a
+    /// register by a variable amount is fine. Fields must lie within bytes 0..8
+    /// ([`Field::fits_window`]).
+    #[inline(always)]
+    pub fn read_window(&self, word: u64) -> u32 {
+        let byte = |i: u8| ((word >> ((i as u64 & 7) * 8)) & 0xff) as u32;
+        let at = self.offset;
+        let width = if self.width > 4 { 4 } else { self.width };
+        let mut value = 0u32;
+        let mut i = 0u8;
+        while i < 4 {
+            if i < width {
+                value = if self.big_endian {
+                    (value << 8) | byte(at.saturating_add(i))
+                } else {
+                    value | (byte(at.saturating_add(i)) << (8 * i as u32))
+                };
+            }
+            i += 1;
         }
+        value
+    }
+
+    /// Whether the field lies within the 8-byte window `read_window` sees.
+    pub const fn fits_window(&self) -> bool {
+        self.offset as u32 + self.width as u32 <= 8 && self.width >= 1 && self.width <= 4
     }
 }
 
@@ -85,6 +108,29 @@ mod tests {
         assert_eq!(le32(&buf, 2), 0xffff);
         assert_eq!(le64(&buf, 100), 0);
         assert_eq!(be16(&buf, usize::MAX), 0);
+    }
+
+    #[test]
+    fn window_reads_agree_with_buffer_reads() {
+        let buf = [0x11u8, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+        for offset in 0..8u8 {
+            for width in [1u8, 2, 4] {
+                for f in [Field::le(offset, width), Field::be(offset, width)] {
+                    if !f.fits_window() {
+                        continue;
+                    }
+                    let at = offset as usize;
+                    let expected = match (width, f.big_endian) {
+                        (1, _) => buf[at] as u32,
+                        (2, false) => le16(&buf, at) as u32,
+                        (2, true) => be16(&buf, at) as u32,
+                        (_, false) => le32(&buf, at),
+                        (_, true) => be32(&buf, at),
+                    };
+                    assert_eq!(f.read(&buf), expected, "{f:?}");
+                }
+            }
+        }
     }
 
     #[test]

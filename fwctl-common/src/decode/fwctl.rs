@@ -130,6 +130,15 @@ mod tests {
     }
 
     #[test]
+    fn every_layout_field_lies_in_the_decoded_window() {
+        for layout in RPC_LAYOUTS {
+            assert!(layout.opcode.fits_window(), "{layout:?}");
+            assert!(layout.op_mod.is_none_or(|f| f.fits_window()), "{layout:?}");
+            assert!(layout.min_len >= 8, "the window is read from at least 8 valid bytes: {layout:?}");
+        }
+    }
+
+    #[test]
     fn mlx5_query_hca_cap_at_every_scope() {
         for s in 0..4u32 {
             let head = Head::new().be16(0, 0x100).be16(2, 0xbeef).be16(6, 0x1);

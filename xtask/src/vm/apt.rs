@@ -101,7 +101,7 @@ pub struct Found {
     pub version: String,
 }
 
-/// The newest package in `suite` named `<prefix><middle><suffix>` where `middle` has no
+/// The newest package in `suite` (with its security and point updates) named `<prefix><middle><suffix>` where `middle` has no
 /// `-` (so `-cloud`/`-rt` flavours and `-dbg` packages do not match). `None` when the
 /// suite has none.
 pub fn newest(suite: &str, prefix: &str, suffix: &str) -> Result<Option<Found>> {
@@ -123,8 +123,10 @@ pub fn newest(suite: &str, prefix: &str, suffix: &str) -> Result<Option<Found>> 
     Ok(best)
 }
 
-/// The versions of `package` that `suite` offers (`apt-cache madison`).
+/// The versions of `package` that `suite` (or its `-security`/`-updates`) offers
+/// (`apt-cache madison`).
 pub fn versions_in(package: &str, suite: &str) -> Result<Vec<String>> {
+    let dists = [format!("{suite}/"), format!("{suite}-security/"), format!("{suite}-updates/")];
     let out = cmd::probe(Command::new("apt-cache").args(["madison", package])).unwrap_or_default();
     // "pkg | 7.2.13-1 | http://deb.debian.org/debian sid/main amd64 Packages"
     Ok(out
@@ -133,7 +135,7 @@ pub fn versions_in(package: &str, suite: &str) -> Result<Vec<String>> {
             let mut fields = line.split('|').map(str::trim);
             let (_, version, origin) = (fields.next()?, fields.next()?, fields.next()?);
             let dist = origin.split_whitespace().nth(1)?;
-            dist.starts_with(&format!("{suite}/")).then(|| version.to_string())
+            dists.iter().any(|d| dist.starts_with(d.as_str())).then(|| version.to_string())
         })
         .collect())
 }

@@ -26,13 +26,21 @@ const MODULES: &[&str] =
     &["nvme_core", "nvme", "libnvdimm", "cxl_core", "cxl_port", "cxl_acpi", "cxl_pci", "cxl_mem", "cxl_pmem"];
 
 /// Client programs copied in with their libraries.
-const CLIENTS: &[&str] = &["nvme", "cxl"];
+const CLIENTS: &[&str] = &["nvme", "cxl", "curl"];
 
 /// Where the modules go inside the guest.
 const GUEST_MODULES: &str = "lib/modules/fwctl-guard";
 
-/// Builds `<out>/initramfs.cpio.gz` for `kernel` with `agent` inside; returns its path.
-pub fn build(kernel: &Kernel, agent: &Path, out: &Path) -> Result<PathBuf> {
+/// What the host puts into every guest: the agent and the compiled test executables.
+pub struct Payload {
+    pub agent: PathBuf,
+    /// `(name, executable)`: installed as `/tests/<name>`.
+    pub tests: Vec<(String, PathBuf)>,
+}
+
+/// Builds `<out>/initramfs.cpio.gz` for `kernel` with the payload inside; returns its path.
+pub fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> Result<PathBuf> {
+    let agent = payload.agent.as_path();
     let root = out.join("root");
     if root.exists() {
         fs::remove_dir_all(&root)?;
@@ -59,6 +67,10 @@ pub fn build(kernel: &Kernel, agent: &Path, out: &Path) -> Result<PathBuf> {
     install(agent, &root.join("fwctl-guard"))?;
 
     let mut elves = vec![agent.to_path_buf()];
+    for (name, exe) in &payload.tests {
+        install(exe, &root.join("tests").join(name))?;
+        elves.push(exe.clone());
+    }
     for client in CLIENTS {
         let host =
             privilege::which(client).with_context(|| format!("`{client}` is not installed on the host"))?;

@@ -8,8 +8,8 @@
 //! `/dev/kvm` there is paravirtual and the CPU has no VMX/SVM; QEMU stops with "KVM
 //! internal error. Suberror: 1" in the kernel's decompressor). `auto` therefore uses KVM
 //! only when `/dev/kvm` opens *and* the CPU flags show VMX or SVM, and even then falls
-//! back to TCG for the rest of the run if the guest's init has not spoken within
-//! [`KVM_INIT_DEADLINE`].
+//! back to TCG for the rest of the run if QEMU reports a KVM internal error or the
+//! guest's init has not spoken within [`KVM_INIT_DEADLINE`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -183,8 +183,11 @@ pub fn boot(
             out.qemu_status = Some(status);
             break;
         }
+        let kvm_failed = out.lines.iter().rev().take(50).any(|l| l.contains("KVM internal error"));
         let kill = if start.elapsed() > timeout {
             Some(format!("no result within the {} s time limit", timeout.as_secs()))
+        } else if kvm_failed && !out.init_seen {
+            Some("KVM internal error (QEMU paused the guest)".to_string())
         } else if init_deadline.is_some_and(|d| !out.init_seen && start.elapsed() > d) {
             Some(format!(
                 "the guest's init did not start within {} s",

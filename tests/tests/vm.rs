@@ -1,0 +1,164 @@
+//! Tests that need real passthrough devices: they run inside the QEMU guests of
+//! `cargo xtask vm-test` (emulated NVMe controller and CXL type-3 memdev, stock Debian
+//! kernels), where the in-guest runner sets `FWCTL_GUARD_REQUIRE_VM=1`. On a machine
+//! without the devices they print why they skip.
+
+use std::{
+    collections::BTreeMap,
+    fs::OpenOptions,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::Path,
+    process::Command,
+};
+
+use fwctl_guard_tests::{
+    agent::{agent_binary, Agent, Declared},
+    ioctls::*,
+    metrics::Scrape,
+    privilege::{lsm_available, vm_device},
+    standin::StandIn,
+};
+
+fn major_minor(node: &Path) -> String {
+    let rdev = std::fs::metadata(node).unwrap().rdev();
+    format!("{}:{}", libc::major(rdev), libc::minor(rdev))
+}
+
+fn nvme_cli(args: &[&str]) {
+    let out = Command::new("nvme").args(args).output().expect("nvme-cli in the guest");
+    assert!(out.status.success(), "nvme {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// commands_total by opcode_name for one class and result.
+fn by_opcode(scrape: &Scrape, class: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (sample, value) in &scrape.samples {
+        if sample.name == "fwctl_guard_commands_total"
+            && sample.labels.get("class").map(String::as_str) == Some(class)
+        {
+            *out.entry(sample.labels["opcode_name"].clone()).or_default() += *value as u64;
+        }
+    }
+    out
+}
+
+#[test]
+fn nvme_cli_on_a_real_controller_is_counted_and_matches_the_driver_tracepoint() {
+    let Some(ctrl) = vm_device("nvme_cli_on_a_real_controller_is_counted", "/dev/nvme0") else { return };
+    let mut agent = Agent::start("vm-nvme", &[], 1 << 20).unwrap();
+    nvme_cli(&["id-ctrl", "/dev/nvme0"]);
+    nvme_cli(&["smart-log", "/dev/nvme0"]);
+    nvme_cli(&["error-log", "/dev/nvme0"]);
+    let scrape = agent.wait_audit_events(3).unwrap();
+    let ioctls = by_opcode(&scrape, "nvme-admin");
+    assert!(ioctls.get("identify").copied().unwrap_or(0) >= 1, "{}", scrape.text);
+    assert!(ioctls.get("get-log-page").copied().unwrap_or(0) >= 2, "{}", scrape.text);
+    assert_eq!(
+        scrape.sum("fwctl_guard_commands_total", &[("class", "nvme-admin"), ("result", "error")]),
+        0.0
+    );
+    // Every passthrough ioctl reached the controller exactly once, as the driver's own
+    // tracepoint saw it, with a successful status.
+    for (name, count) in &ioctls {
+        let mailbox = scrape.sum(
+            "fwctl_guard_mailbox_commands_total",
+            &[("opcode_name", name), ("origin", "passthrough"), ("status", "success")],
+        );
+        assert_eq!(mailbox as u64, *count, "{name}: ioctl count vs nvme_setup_cmd count\n{}", scrape.text);
+    }
+    // A rescan makes the kernel send its own Identify commands: origin kernel.
+    std::fs::write("/sys/class/nvme/nvme0/rescan_controller", "1").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let scrape = agent.scrape().unwrap();
+    assert!(
+        scrape
+            .sum("fwctl_guard_mailbox_commands_total", &[("origin", "kernel"), ("opcode_name", "identify")])
+            >= 1.0,
+        "{}",
+        scrape.text
+    );
+    agent.stop().unwrap();
+    let records = agent.audit_records().unwrap();
+    let device = major_minor(&ctrl);
+    assert!(records.len() >= 3);
+    for r in &records {
+        assert_eq!(r["comm"], "nvme", "{r}");
+        assert_eq!(r["device"].as_str().unwrap(), device, "{r}");
+        assert_eq!(r["ret"], 0, "{r}");
+        assert_eq!(r["driver"], "nvme");
+    }
+}
+
+#[test]
+fn cxl_mailbox_commands_on_a_real_memdev_are_counted() {
+    let Some(node) = vm_device("cxl_mailbox_commands_on_a_real_memdev_are_counted", "/dev/cxl/mem0") else {
+        return;
+    };
+    let mut agent = Agent::start("vm-cxl", &[], 1 << 20).unwrap();
+    let out = Command::new("cxl").args(["list", "-M"]).output().expect("cxl (ndctl) in the guest");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let memdev = OpenOptions::new().read(true).write(true).open(&node).unwrap();
+    let mut output = vec![0u8; 4096];
+    // Commands QEMU's cxl-type3 implements (its Command Effects Log lists them).
+    for id in [1u32 /* IDENTIFY */, 3 /* GET_SUPPORTED_LOGS */] {
+        let mut cmd = cxl_send(id, 0);
+        cmd[32..36].copy_from_slice(&(output.len() as u32).to_le_bytes());
+        cmd[40..48].copy_from_slice(&(output.as_mut_ptr() as u64).to_le_bytes());
+        let ret = ioctl(memdev.as_raw_fd(), CXL_MEM_SEND_COMMAND, cmd.as_mut_ptr() as u64);
+        assert_eq!(ret, 0, "CXL command id {id}: {}", std::io::Error::last_os_error());
+    }
+    let scrape = agent.wait_audit_events(2).unwrap();
+    for name in ["identify", "get-supported-logs"] {
+        let n = scrape.sum(
+            "fwctl_guard_commands_total",
+            &[("class", "cxl-mem"), ("opcode_name", name), ("result", "ok"), ("driver", "cxl")],
+        );
+        assert_eq!(n, 1.0, "{name}\n{}", scrape.text);
+    }
+    agent.stop().unwrap();
+    let records = agent.audit_records().unwrap();
+    let ours: Vec<_> = records.iter().filter(|r| r["ioctl"] == "CXL_MEM_SEND_COMMAND").collect();
+    assert_eq!(ours.len(), 2, "{records:?}");
+    assert_eq!(ours[0]["opcode"], "0x4000");
+    assert_eq!(ours[1]["opcode"], "0x0400");
+    assert!(ours.iter().all(|r| r["device"].as_str().unwrap() == major_minor(&node)));
+}
+
+#[test]
+fn lsm_and_tracepoint_paths_count_the_same_workload() {
+    let Some(_) = vm_device("lsm_and_tracepoint_paths_count_the_same_workload", "/dev/nvme0") else { return };
+    if !lsm_available(&agent_binary()) {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        eprintln!(
+            "skipping lsm_and_tracepoint_paths_count_the_same_workload: kernel {} lacks BPF LSM/fentry",
+            kernel.trim()
+        );
+        return;
+    }
+    let fwctl = StandIn::new().unwrap();
+    let declared = [Declared { major_minor: fwctl.major_minor(), class: "fwctl", driver: "mlx5" }];
+    let mut runs = Vec::new();
+    for hook in ["lsm", "tracepoint"] {
+        let mut agent =
+            Agent::start_with(&format!("vm-{hook}"), &declared, 1 << 20, &["--hook", hook]).unwrap();
+        nvme_cli(&["id-ctrl", "/dev/nvme0"]);
+        nvme_cli(&["smart-log", "/dev/nvme0"]);
+        let payload = mlx5_payload(0x100, 0);
+        let mut out = [0u8; 16];
+        for scope in 0..4 {
+            ioctl(fwctl.fd(), FWCTL_RPC, fwctl_rpc(scope, &payload, &mut out).as_ptr() as u64);
+        }
+        let scrape = agent.wait_audit_events(6).unwrap();
+        let mut counts: BTreeMap<_, u64> = BTreeMap::new();
+        for (sample, value) in scrape.samples.iter().filter(|(s, _)| s.name == "fwctl_guard_commands_total") {
+            *counts.entry(sample.labels.clone()).or_default() += *value as u64;
+        }
+        agent.stop().unwrap();
+        let hooks: Vec<_> =
+            agent.audit_records().unwrap().iter().map(|r| r["hook"].as_str().unwrap().to_string()).collect();
+        assert!(hooks.iter().all(|h| h == if hook == "lsm" { "lsm" } else { "tracepoint" }), "{hooks:?}");
+        runs.push(counts);
+    }
+    assert!(runs[0].values().sum::<u64>() >= 6);
+    assert_eq!(runs[0], runs[1], "the LSM and tracepoint paths must count the same commands");
+}
