@@ -24,10 +24,26 @@ pub fn is_agent(off: &KernelOffsets) -> bool {
     (bpf_get_current_pid_tgid() >> 32) as u32 == off.agent_tgid
 }
 
-/// Decode and park a passthrough command. Returns the verdict (always allow until
-/// policies exist); does nothing for devices the agent does not watch.
+/// Decode and park a passthrough command on the node a hook resolved. Returns the
+/// verdict (always allow until policies exist); does nothing for files that are not
+/// watched device nodes, and counts nodes that could not be resolved.
 #[inline(always)]
-pub fn begin<C: EbpfContext>(ctx: &C, spec: &IoctlSpec, node: Node, cmd: u32, arg: u64, hook: u8) -> u8 {
+pub fn begin<C: EbpfContext>(
+    ctx: &C,
+    spec: &IoctlSpec,
+    resolved: Result<Option<Node>, i64>,
+    cmd: u32,
+    arg: u64,
+    hook: u8,
+) -> u8 {
+    let node = match resolved {
+        Ok(Some(node)) => node,
+        Ok(None) => return verdict::ALLOW,
+        Err(_) => {
+            count_stat(stat::FD_UNRESOLVED);
+            return verdict::ALLOW;
+        }
+    };
     let Some(device) = watched(node) else {
         return verdict::ALLOW;
     };

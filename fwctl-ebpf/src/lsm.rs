@@ -9,16 +9,9 @@ use aya_ebpf::{
     programs::{FExitContext, LsmContext},
     EbpfContext,
 };
-use fwctl_common::{
-    abi::ioctl_spec,
-    model::{hook, stat},
-};
+use fwctl_common::{abi::ioctl_spec, model::hook};
 
-use crate::{
-    device::node_of_file,
-    inflight,
-    maps::{count_stat, offsets},
-};
+use crate::{device::node_of_file, inflight, maps::offsets};
 
 #[lsm(hook = "file_ioctl")]
 pub fn fwctl_lsm_file_ioctl(ctx: LsmContext) -> i32 {
@@ -92,14 +85,6 @@ fn observe(ctx: &LsmContext) -> Result<(), i64> {
     }
     let file = scalar_arg(ctx, 0)? as *const u8;
     let arg: u64 = ctx.arg(2);
-    let node = match node_of_file(file, &off) {
-        Ok(Some(node)) => node,
-        Ok(None) => return Ok(()),
-        Err(e) => {
-            count_stat(stat::FD_UNRESOLVED);
-            return Err(e);
-        }
-    };
-    inflight::begin(ctx, spec, node, cmd, arg, hook::LSM);
+    inflight::begin(ctx, spec, node_of_file(file, &off), cmd, arg, hook::LSM);
     Ok(())
 }

@@ -4,16 +4,9 @@
 //! attaches these only when the LSM hook cannot load.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use fwctl_common::{
-    abi::ioctl_spec,
-    model::{hook, stat},
-};
+use fwctl_common::{abi::ioctl_spec, model::hook};
 
-use crate::{
-    device::node_of_fd,
-    inflight,
-    maps::{count_stat, offsets},
-};
+use crate::{device::node_of_fd, inflight, maps::offsets};
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
 pub fn fwctl_sys_enter_ioctl(ctx: TracePointContext) -> u32 {
@@ -43,14 +36,6 @@ fn try_sys_enter_ioctl(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let fd = unsafe { ctx.read_at::<u64>(off.sys_enter_fd as usize) }?;
     let arg = unsafe { ctx.read_at::<u64>(off.sys_enter_arg as usize) }?;
-    let node = match node_of_fd(fd, &off) {
-        Ok(Some(node)) => node,
-        Ok(None) => return Ok(()),
-        Err(e) => {
-            count_stat(stat::FD_UNRESOLVED);
-            return Err(e);
-        }
-    };
-    inflight::begin(ctx, spec, node, cmd, arg, hook::SYSCALL_TRACEPOINT);
+    inflight::begin(ctx, spec, node_of_fd(fd, &off), cmd, arg, hook::SYSCALL_TRACEPOINT);
     Ok(())
 }

@@ -88,9 +88,7 @@ pub fn test() -> Result<()> {
     })?;
     // The enforcing path (BPF LSM + fexit) and real NVMe/CXL devices exist only in the
     // guests: one boot per kernel of the matrix, every in-guest test in that boot.
-    step("VM tests (Debian 6.1, 6.12, 7.2 in QEMU)", || {
-        crate::vm::vm_test(&crate::vm::Args::for_suite(crate::vm::KernelChoice::All))
-    })?;
+    step("VM tests (Debian 6.1, 6.12, 7.2 in QEMU)", || crate::vm::vm_test(&crate::vm::Args::for_suite()))?;
     println!("\n== all steps passed in {:.1?} ==", start.elapsed());
     Ok(())
 }

@@ -28,24 +28,25 @@ use qemu::Accel;
 /// Lines of console shown when a guest fails.
 const TAIL_LINES: usize = 200;
 
-/// Which kernels to boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum KernelChoice {
-    #[value(name = "6.1")]
-    V6_1,
-    #[value(name = "6.12")]
-    V6_12,
-    #[value(name = "7.2")]
-    V7_2,
-    All,
+/// The kernels `--kernel` selects: one series of the matrix, or `all`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kernels(Vec<Series>);
+
+fn parse_kernels(text: &str) -> Result<Kernels, String> {
+    if text == "all" {
+        return Ok(Kernels(Series::ALL.to_vec()));
+    }
+    <Series as clap::ValueEnum>::from_str(text, false)
+        .map(|s| Kernels(vec![s]))
+        .map_err(|_| format!("unknown kernel '{text}': one of 6.1, 6.12, 7.2, all"))
 }
 
 /// Options of `cargo xtask vm-test`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Debian kernel series to boot (bookworm 6.1, trixie 6.12, sid 7.2), or all three.
-    #[arg(long, value_enum, default_value = "7.2")]
-    kernel: KernelChoice,
+    #[arg(long, value_parser = parse_kernels, default_value = "7.2")]
+    kernel: Kernels,
     /// Keep the unpacked initramfs tree (target/vm/<kernel>/root) for inspection.
     #[arg(long)]
     keep: bool,
@@ -58,9 +59,9 @@ pub struct Args {
 }
 
 impl Args {
-    /// The options `cargo xtask test` uses: the given kernels, default limits.
-    pub fn for_suite(kernel: KernelChoice) -> Self {
-        Self { kernel, keep: false, timeout: 600, accel: Accel::Auto }
+    /// The options `cargo xtask test` uses: every kernel of the matrix, a wide time limit.
+    pub fn for_suite() -> Self {
+        Self { kernel: Kernels(Series::ALL.to_vec()), keep: false, timeout: 600, accel: Accel::Auto }
     }
 }
 
@@ -74,12 +75,7 @@ struct Report {
 /// `cargo xtask vm-test`.
 pub fn vm_test(args: &Args) -> Result<()> {
     let start = Instant::now();
-    let series: Vec<Series> = match args.kernel {
-        KernelChoice::V6_1 => vec![Series::V6_1],
-        KernelChoice::V6_12 => vec![Series::V6_12],
-        KernelChoice::V7_2 => vec![Series::V7_2],
-        KernelChoice::All => Series::ALL.to_vec(),
-    };
+    let series = args.kernel.0.clone();
     setup::setup()?;
     host::ensure()?;
     let payload = initramfs::Payload {
@@ -195,5 +191,27 @@ fn why(out: &qemu::Outcome) -> String {
         (None, Some(code), _) => format!("guest tests exited with {code}"),
         (None, None, Some(status)) => format!("QEMU exited ({status}) without a result line"),
         (None, None, None) => "no result line".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn kernel_choices() {
+        let parse = |a: &[&str]| Cli::try_parse_from([&["vm-test"], a].concat()).map(|c| c.args.kernel.0);
+        assert_eq!(parse(&[]).unwrap(), vec![Series::V7_2]);
+        assert_eq!(parse(&["--kernel", "6.1"]).unwrap(), vec![Series::V6_1]);
+        assert_eq!(parse(&["--kernel", "all"]).unwrap(), Series::ALL.to_vec());
+        assert!(parse(&["--kernel", "8.0"]).is_err());
     }
 }
