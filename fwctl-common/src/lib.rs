@@ -10,6 +10,7 @@ pub mod abi;
 pub mod catalog;
 pub mod decode;
 pub mod model;
+pub mod policy;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -21,4 +22,7 @@ mod pod {
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for MailboxKey {}
+    unsafe impl aya::Pod for crate::policy::PolicyHeader {}
+    unsafe impl aya::Pod for crate::policy::CompiledRule {}
+    unsafe impl aya::Pod for crate::policy::IndexKey {}
 }

@@ -307,10 +307,13 @@ pub struct CounterKey {
     pub result: u8,
     pub verdict: u8,
     pub _pad: u8,
+    /// The policy rule that decided (`policy::rule_id`).
+    pub rule_id: u16,
+    pub _pad2: [u8; 2],
 }
 
 impl CounterKey {
-    pub const fn new(command: &Command, result: u8, verdict: u8) -> Self {
+    pub const fn new(command: &Command, result: u8, verdict: u8, rule_id: u16) -> Self {
         Self {
             opcode: command.opcode,
             class: command.class,
@@ -321,6 +324,8 @@ impl CounterKey {
             result,
             verdict,
             _pad: 0,
+            rule_id,
+            _pad2: [0; 2],
         }
     }
 }
@@ -355,7 +360,9 @@ pub struct Event {
     pub comm: [u8; 16],
     pub verdict: u8,
     pub hook: u8,
-    pub _pad1: [u8; 6],
+    /// The policy rule that decided (`policy::rule_id`).
+    pub rule_id: u16,
+    pub _pad1: [u8; 4],
 }
 
 /// What the agent knows about a device node (value of the device map).
@@ -474,7 +481,7 @@ mod tests {
     #[test]
     fn struct_sizes_are_stable() {
         assert_eq!(core::mem::size_of::<Command>(), 28);
-        assert_eq!(core::mem::size_of::<CounterKey>(), 12);
+        assert_eq!(core::mem::size_of::<CounterKey>(), 16);
         assert_eq!(core::mem::size_of::<Event>(), 120);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 4);
         assert_eq!(core::mem::size_of::<MailboxKey>(), 8);

@@ -4,7 +4,10 @@ use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
     bpf_ktime_get_ns,
 };
-use fwctl_common::model::{result, stat, CounterKey, Event};
+use fwctl_common::{
+    model::{device_key, event_flag, rdev_major, rdev_minor, result, stat, CounterKey, Event},
+    policy::Subject,
+};
 
 use crate::maps::{count_stat, decrement, increment, COUNTERS, EVENTS};
 
@@ -32,17 +35,36 @@ pub fn fill_subject(event: &mut Event, cmd: u32, rdev: u32, flags: u32, hook: u8
     event.hook = hook;
 }
 
+/// The policy's view of who sent the command.
+#[inline(always)]
+pub fn subject(event: &Event) -> Subject {
+    Subject {
+        uid: event.uid,
+        gid: event.gid,
+        comm: event.comm,
+        cgroup_id: event.cgroup_id,
+        device: device_key(
+            event.flags & event_flag::BLOCK_DEVICE != 0,
+            rdev_major(event.rdev),
+            rdev_minor(event.rdev),
+        ),
+    }
+}
+
 /// Count a command the moment it is seen, as `unobserved` (exact even if no exit hook runs).
 #[inline(always)]
 pub fn count_seen(event: &Event) {
-    increment(&COUNTERS, &CounterKey::new(&event.command, result::UNOBSERVED, event.verdict));
+    increment(&COUNTERS, &CounterKey::new(&event.command, result::UNOBSERVED, event.verdict, event.rule_id));
 }
 
 /// Its return value is known: move the count from `unobserved` to ok/error.
 #[inline(always)]
 pub fn count_returned(event: &Event) {
-    decrement(&COUNTERS, &CounterKey::new(&event.command, result::UNOBSERVED, event.verdict));
-    increment(&COUNTERS, &CounterKey::new(&event.command, result::from_ret(event.ret), event.verdict));
+    decrement(&COUNTERS, &CounterKey::new(&event.command, result::UNOBSERVED, event.verdict, event.rule_id));
+    increment(
+        &COUNTERS,
+        &CounterKey::new(&event.command, result::from_ret(event.ret), event.verdict, event.rule_id),
+    );
 }
 
 /// Queue the audit event; a full ring buffer is counted.

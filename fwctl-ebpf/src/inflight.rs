@@ -12,10 +12,13 @@ use fwctl_common::{
     model::{decode_status, event_flag, stat, verdict, Event, KernelOffsets},
 };
 
+use fwctl_common::policy::decide;
+
 use crate::{
     account, command,
     device::{watched, Node},
     maps::{count_stat, INFLIGHT},
+    policy,
 };
 
 /// The ioctls the agent itself issues (inventory) are not commands to audit.
@@ -24,9 +27,9 @@ pub fn is_agent(off: &KernelOffsets) -> bool {
     (bpf_get_current_pid_tgid() >> 32) as u32 == off.agent_tgid
 }
 
-/// Decode and park a passthrough command on the node a hook resolved. Returns the
-/// verdict (always allow until policies exist); does nothing for files that are not
-/// watched device nodes, and counts nodes that could not be resolved.
+/// Decode, decide and park a passthrough command on the node a hook resolved. Returns
+/// the verdict (`can_deny`: the hook runs before the driver and may refuse); does nothing
+/// for files that are not watched device nodes, and counts nodes that could not be resolved.
 #[inline(always)]
 pub fn begin<C: EbpfContext>(
     ctx: &C,
@@ -35,6 +38,7 @@ pub fn begin<C: EbpfContext>(
     cmd: u32,
     arg: u64,
     hook: u8,
+    can_deny: bool,
 ) -> u8 {
     let node = match resolved {
         Ok(Some(node)) => node,
@@ -56,6 +60,10 @@ pub fn begin<C: EbpfContext>(
     }
     let flags = if node.block { event_flag::BLOCK_DEVICE } else { 0 };
     account::fill_subject(&mut event, cmd, node.rdev, flags, hook, verdict::ALLOW);
+    let decision =
+        decide(&policy::Maps, &policy::header(), &event.command, &account::subject(&event), can_deny);
+    event.verdict = decision.verdict;
+    event.rule_id = decision.rule_id;
     account::count_seen(&event);
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(stale) = INFLIGHT.get_ptr_mut(&pid_tgid) {

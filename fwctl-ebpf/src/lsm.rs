@@ -9,7 +9,10 @@ use aya_ebpf::{
     programs::{FExitContext, LsmContext},
     EbpfContext,
 };
-use fwctl_common::{abi::ioctl_spec, model::hook};
+use fwctl_common::{
+    abi::ioctl_spec,
+    model::{hook, verdict},
+};
 
 use crate::{device::node_of_file, inflight, maps::offsets};
 
@@ -33,9 +36,13 @@ fn file_ioctl(ctx: &LsmContext) -> i32 {
     if previous != 0 {
         return previous as i32;
     }
-    let _ = observe(ctx);
-    0
+    match observe(ctx) {
+        Ok(verdict::DENY) => -EPERM,
+        _ => 0,
+    }
 }
+
+const EPERM: i32 = 1;
 
 /// `__x64_sys_ioctl(const struct pt_regs *regs)`: argument 0, return value at index 1;
 /// the ioctl's cmd is in regs->si.
@@ -73,18 +80,17 @@ fn scalar_arg(ctx: &LsmContext, n: usize) -> Result<u64, i64> {
     unsafe { bpf_probe_read_kernel((ctx.as_ptr() as *const u64).add(n)) }.map_err(|e| e as i64)
 }
 
-/// `file_ioctl(struct file *file, unsigned int cmd, unsigned long arg)`.
-fn observe(ctx: &LsmContext) -> Result<(), i64> {
+/// `file_ioctl(struct file *file, unsigned int cmd, unsigned long arg)`: the verdict.
+fn observe(ctx: &LsmContext) -> Result<u8, i64> {
     let cmd: u32 = ctx.arg(1);
     let Some(spec) = ioctl_spec(cmd) else {
-        return Ok(());
+        return Ok(verdict::ALLOW);
     };
     let off = offsets();
     if inflight::is_agent(&off) {
-        return Ok(());
+        return Ok(verdict::ALLOW);
     }
     let file = scalar_arg(ctx, 0)? as *const u8;
     let arg: u64 = ctx.arg(2);
-    inflight::begin(ctx, spec, node_of_file(file, &off), cmd, arg, hook::LSM);
-    Ok(())
+    Ok(inflight::begin(ctx, spec, node_of_file(file, &off), cmd, arg, hook::LSM, true))
 }

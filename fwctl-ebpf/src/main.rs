@@ -20,6 +20,7 @@ mod inflight;
 mod lsm;
 mod mailbox;
 mod maps;
+mod policy;
 mod probe;
 mod syscall_tp;
 

@@ -3,9 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use fwctl_common::model::{stat, CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending};
+use fwctl_common::{
+    model::{stat, CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending},
+    policy::{CompiledRule, IndexKey, PolicyHeader, MAX_RULES},
+};
 
 /// Device nodes to watch: `device_key(block, major, minor|ANY_MINOR)` -> kind and driver.
 #[map]
@@ -26,6 +29,18 @@ pub static MAILBOX_PENDING: HashMap<u64, MailboxPending> = HashMap::with_max_ent
 /// Mailbox commands seen at the driver's tracepoints, by opcode, origin and status.
 #[map]
 pub static MAILBOX_COUNTERS: PerCpuHashMap<MailboxKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// The active policy's header (one entry): which slot is live, mode, defaults.
+#[map]
+pub static POLICY: Array<PolicyHeader> = Array::with_max_entries(1, 0);
+
+/// Compiled rules, `slot * MAX_RULES + index`.
+#[map]
+pub static RULES: Array<CompiledRule> = Array::with_max_entries(2 * MAX_RULES as u32, 0);
+
+/// Candidate rules per (slot, class, driver, opcode).
+#[map]
+pub static POLICY_INDEX: HashMap<IndexKey, u64> = HashMap::with_max_entries(16384, 0);
 
 /// Failure counters, indexed by `stat::*`.
 #[map]

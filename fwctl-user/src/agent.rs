@@ -14,6 +14,7 @@ use crate::{
     audit::AuditLog,
     btf::KernelBtf,
     config::{Config, DeclaredDevice},
+    enforce::{rule_ids::RuleIds, runtime::Runtime},
     events, http, inventory,
     kernel::{self, HookMode},
     metrics::{self, KernelCounters},
@@ -28,6 +29,10 @@ pub struct RunOptions<'a> {
     pub extra_devices: &'a [String],
     /// Overrides `hook` from the configuration.
     pub hook: Option<HookMode>,
+    /// Overrides `policy` from the configuration.
+    pub policy: Option<&'a Path>,
+    /// Run an enforce-mode policy on a kernel where it cannot be enforced (audit only).
+    pub allow_audit_only: bool,
 }
 
 pub async fn run(options: RunOptions<'_>) -> Result<()> {
@@ -63,8 +68,34 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     }
     let maps = kernel::take_maps(&mut ebpf)?;
     let programs = kernel::program_stats(&ebpf, &attached)?;
-    let (registry, agent_metrics) =
-        metrics::registry(KernelCounters::new(maps.counters, maps.mailbox, maps.stats, programs))?;
+    let rule_ids = RuleIds::default();
+    let (registry, agent_metrics) = metrics::registry(KernelCounters::new(
+        maps.counters,
+        maps.mailbox,
+        maps.stats,
+        programs,
+        rule_ids.clone(),
+    ))?;
+    let policy_path = options.policy.map(Path::to_path_buf).or(config.policy.clone());
+    let mut runtime = policy_path.map(|path| {
+        Runtime::new(path, rule_ids.clone(), maps.policy, agent_metrics.clone(), hook == Hook::Lsm)
+    });
+    if let Some(runtime) = runtime.as_mut() {
+        runtime.reload("start-up")?;
+        if runtime.mode == Some(fwctl_common::policy::mode::ENFORCE) && hook != Hook::Lsm {
+            let why = format!(
+                "policy {} is in enforce mode but the LSM hook is not attached, so nothing can be denied. {}",
+                runtime.path.display(),
+                lsm_hint()
+            );
+            if !options.allow_audit_only {
+                anyhow::bail!(
+                    "{why} Pass --allow-audit-only to run it as audit only (deny becomes would_deny)."
+                );
+            }
+            eprintln!("fwctl-guard: warning: {why} Running audit-only (--allow-audit-only): fwctl_guard_enforcing is 0.");
+        }
+    }
     release_startup_memory();
     for program in &attached {
         agent_metrics.program_attached.with_label_values(&[program]).set(1);
@@ -92,6 +123,18 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
             )
         }
     }
+    match &runtime {
+        Some(r) => println!(
+            "  policy:    {} ({}; reloads on SIGHUP or when the file changes)",
+            r.path.display(),
+            if agent_metrics.enforcing.get() == 1 {
+                "enforcing"
+            } else {
+                "not enforcing: deny is recorded as would_deny"
+            }
+        ),
+        None => println!("  policy:    none (every command allowed and counted)"),
+    }
     println!("  devices:   {} watch entries (see --verbose for the list)", entries.len());
     println!("  metrics:   http://{}/metrics", listener.local_addr()?);
     println!(
@@ -102,13 +145,18 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let registry = Arc::new(registry);
     let server = tokio::spawn(http::serve(listener, registry, stopped.clone()));
-    let reader = tokio::spawn(events::run(maps.events, maps.inflight, log, agent_metrics.clone(), stopped));
+    let reader =
+        tokio::spawn(events::run(maps.events, maps.inflight, log, agent_metrics.clone(), stopped.clone()));
+    let reloader = runtime.map(|runtime| tokio::spawn(watch_policy(runtime, stopped)));
 
     wait_for_termination().await?;
     log::info!("stopping: detaching programs");
     drop(ebpf); // detaches every program: no new events after this point
     let _ = stop.send(true);
     reader.await.context("audit task")??;
+    if let Some(reloader) = reloader {
+        reloader.await.context("policy task")??;
+    }
     server.await.context("metrics task")??;
     Ok(())
 }
@@ -118,6 +166,24 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
 fn release_startup_memory() {
     // SAFETY: malloc_trim only releases free heap pages.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// Reload the policy on SIGHUP, and when its file changes (checked every 2 s).
+async fn watch_policy(mut runtime: Runtime, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                if let Err(e) = runtime.reload("SIGHUP") {
+                    log::error!("{e:#}");
+                    eprintln!("fwctl-guard: {e:#}");
+                }
+            }
+            _ = tick.tick() => runtime.reload_if_changed(),
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
 }
 
 /// What an operator can do about a refused LSM hook.

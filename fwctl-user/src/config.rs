@@ -29,6 +29,10 @@ pub struct Config {
     /// Extra device nodes to watch (stand-ins in tests, out-of-tree drivers).
     #[serde(default)]
     pub devices: Vec<DeclaredDevice>,
+    /// The policy file (relative paths are relative to this configuration file). Without
+    /// one, every command is allowed and counted with `rule="none"`.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
 }
 
 fn default_hook() -> HookMode {

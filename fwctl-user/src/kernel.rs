@@ -107,6 +107,7 @@ pub struct KernelMaps {
     pub inflight: HashMap<MapData, u64, Event>,
     pub counters: PerCpuHashMap<MapData, CounterKey, u64>,
     pub mailbox: PerCpuHashMap<MapData, MailboxKey, u64>,
+    pub policy: crate::enforce::install::PolicyMaps,
     pub stats: PerCpuArray<MapData, u64>,
     pub events: RingBuf<MapData>,
 }
@@ -159,6 +160,11 @@ pub fn take_maps(ebpf: &mut Ebpf) -> Result<KernelMaps> {
         inflight: HashMap::try_from(take("INFLIGHT")?)?,
         counters: PerCpuHashMap::try_from(take("COUNTERS")?)?,
         mailbox: PerCpuHashMap::try_from(take("MAILBOX_COUNTERS")?)?,
+        policy: crate::enforce::install::PolicyMaps::new(
+            aya::maps::Array::try_from(take("POLICY")?)?,
+            aya::maps::Array::try_from(take("RULES")?)?,
+            HashMap::try_from(take("POLICY_INDEX")?)?,
+        ),
         stats: PerCpuArray::try_from(take("STATS")?)?,
         events: RingBuf::try_from(take("EVENTS")?)?,
     })

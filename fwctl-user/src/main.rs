@@ -1,6 +1,6 @@
 //! The `fwctl-guard` command line.
 
-use fwctl_user::{agent, probe};
+use fwctl_user::{agent, enforce::explain, policy, probe};
 
 use std::path::PathBuf;
 
@@ -35,9 +35,82 @@ enum Command {
         /// lsm, tracepoint. Overrides `hook` in the configuration.
         #[arg(long, value_enum)]
         hook: Option<fwctl_user::kernel::HookMode>,
+        /// Policy file; overrides `policy` in the configuration.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Run an enforce-mode policy even where it cannot be enforced (no BPF LSM):
+        /// deny verdicts are recorded as would_deny and fwctl_guard_enforcing is 0.
+        #[arg(long)]
+        allow_audit_only: bool,
     },
     /// Print which hooks and program types this kernel accepts, and the passthrough devices.
     Probe,
+    /// Work with policy files (validate them before deploying).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files: exit 0 when all are valid (warnings allowed), 1 with every
+    /// error (FILE:LINE:COL: what and why) otherwise. A directory means its *.yaml files.
+    Check {
+        /// Policy files or directories.
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        files: Vec<PathBuf>,
+        /// text, or json for pipelines.
+        #[arg(long, value_enum, default_value = "text")]
+        format: policy::check::Format,
+    },
+    /// Print the verdict and the deciding rule for one command, evaluated exactly as the
+    /// kernel does, e.g. `--class nvme-admin --opcode sanitize --uid 0 --comm nvme`.
+    Explain {
+        file: PathBuf,
+        #[command(flatten)]
+        probe: explain::Probe,
+    },
+    /// Print which commands (class/driver/opcode/scope) change verdict from OLD to NEW,
+    /// for one subject (uid/gid/comm options; default uid 0, no comm). Exit 0 either way.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        uid: u32,
+        #[arg(long, default_value_t = 0)]
+        gid: u32,
+        #[arg(long, default_value = "")]
+        comm: String,
+    },
+}
+
+/// `fwctl-guard policy ...`: its own exit status (1 = a policy is invalid).
+fn policy_command(command: PolicyCommand) -> std::process::ExitCode {
+    match command {
+        PolicyCommand::Check { files, format } => {
+            if policy::check::run(&files, format) {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            }
+        }
+        PolicyCommand::Explain { file, probe } => report(explain::explain(&file, &probe)),
+        PolicyCommand::Diff { old, new, uid, gid, comm } => {
+            let subject = explain::Probe { uid, gid, comm, ..explain::Probe::default() };
+            report(explain::diff(&old, &new, &subject).map(drop))
+        }
+    }
+}
+
+fn report(outcome: anyhow::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fwctl-guard: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,20 +122,25 @@ fn main() -> std::process::ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let outcome = match cli.command {
-        Command::Run { config, audit_log, devices, hook } => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(agent::run(agent::RunOptions {
-                    config_path: &config,
-                    audit_log: audit_log.as_deref(),
-                    extra_devices: &devices,
-                    hook,
-                }))
-            }),
+        Command::Run { config, audit_log, devices, hook, policy, allow_audit_only } => {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(agent::run(agent::RunOptions {
+                        config_path: &config,
+                        audit_log: audit_log.as_deref(),
+                        extra_devices: &devices,
+                        hook,
+                        policy: policy.as_deref(),
+                        allow_audit_only,
+                    }))
+                })
+        }
         Command::Probe => probe::run(),
+        Command::Policy { command } => return policy_command(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

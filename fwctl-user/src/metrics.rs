@@ -14,13 +14,13 @@ use fwctl_common::model::{
 use prometheus::{
     core::{Collector, Desc},
     proto::MetricFamily,
-    IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::{labels, prog_stats::ProgramStats};
+use crate::{enforce::rule_ids::RuleIds, labels, prog_stats::ProgramStats};
 
-pub const COMMAND_LABELS: [&str; 7] =
-    ["class", "driver", "opcode", "opcode_name", "scope", "verdict", "result"];
+pub const COMMAND_LABELS: [&str; 8] =
+    ["class", "driver", "opcode", "opcode_name", "scope", "verdict", "rule", "result"];
 
 /// Agent-side metrics (updated by the agent as it works).
 #[derive(Clone)]
@@ -28,6 +28,11 @@ pub struct AgentMetrics {
     pub program_attached: IntGaugeVec,
     pub audit_events_written: IntCounter,
     pub audit_errors: IntCounterVec,
+    pub policy_info: IntGaugeVec,
+    pub policy_generation: IntGauge,
+    pub policy_last_reload: Gauge,
+    pub policy_reload_failures: IntCounter,
+    pub enforcing: IntGauge,
 }
 
 /// Build the registry: build info, agent metrics, and the kernel-map collector.
@@ -52,10 +57,35 @@ pub fn registry(kernel: KernelCounters) -> prometheus::Result<(Registry, AgentMe
             Opts::new("fwctl_guard_audit_errors_total", "Audit events that could not be decoded or written."),
             &["reason"],
         )?,
+        policy_info: IntGaugeVec::new(
+            Opts::new("fwctl_guard_policy_info", "The active policy; the value is always 1."),
+            &["name", "sha256", "version"],
+        )?,
+        policy_generation: IntGauge::new(
+            "fwctl_guard_policy_generation",
+            "Generation of the active policy (1 = the first loaded; +1 per successful reload).",
+        )?,
+        policy_last_reload: Gauge::new(
+            "fwctl_guard_policy_last_reload_timestamp_seconds",
+            "Unix time of the last successful policy load.",
+        )?,
+        policy_reload_failures: IntCounter::new(
+            "fwctl_guard_policy_reload_failures_total",
+            "Policy loads rejected (the running policy stayed).",
+        )?,
+        enforcing: IntGauge::new(
+            "fwctl_guard_enforcing",
+            "1 when deny verdicts are enforced (enforce-mode policy on the LSM hook), else 0.",
+        )?,
     };
     registry.register(Box::new(agent.program_attached.clone()))?;
     registry.register(Box::new(agent.audit_events_written.clone()))?;
     registry.register(Box::new(agent.audit_errors.clone()))?;
+    registry.register(Box::new(agent.policy_info.clone()))?;
+    registry.register(Box::new(agent.policy_generation.clone()))?;
+    registry.register(Box::new(agent.policy_last_reload.clone()))?;
+    registry.register(Box::new(agent.policy_reload_failures.clone()))?;
+    registry.register(Box::new(agent.enforcing.clone()))?;
     registry.register(Box::new(kernel))?;
     Ok((registry, agent))
 }
@@ -66,6 +96,7 @@ pub struct KernelCounters {
     mailbox: Mutex<PerCpuHashMap<MapData, MailboxKey, u64>>,
     stats: Mutex<PerCpuArray<MapData, u64>>,
     programs: Vec<ProgramStats>,
+    rules: RuleIds,
     descs: Vec<Desc>,
 }
 
@@ -153,6 +184,7 @@ impl KernelCounters {
         mailbox: PerCpuHashMap<MapData, MailboxKey, u64>,
         stats: PerCpuArray<MapData, u64>,
         programs: Vec<ProgramStats>,
+        rules: RuleIds,
     ) -> Self {
         let descs = [
             commands_vec().desc(),
@@ -171,6 +203,7 @@ impl KernelCounters {
             mailbox: Mutex::new(mailbox),
             stats: Mutex::new(stats),
             programs,
+            rules,
             descs,
         }
     }
@@ -208,7 +241,7 @@ fn sum_per_cpu<K: aya::Pod + Ord>(map: &Mutex<PerCpuHashMap<MapData, K, u64>>) -
 }
 
 /// The label values of `fwctl_guard_commands_total` for a kernel counter key.
-pub fn command_labels(key: &CounterKey) -> [String; 7] {
+pub fn command_labels(key: &CounterKey, rules: &RuleIds) -> [String; 8] {
     [
         class::label(key.class).to_string(),
         driver::label(key.driver).to_string(),
@@ -216,6 +249,7 @@ pub fn command_labels(key: &CounterKey) -> [String; 7] {
         labels::opcode_name(key.class, key.driver, key.ioctl, key.opcode, key.decode).to_string(),
         scope::label(key.scope).to_string(),
         verdict::label(key.verdict).to_string(),
+        rules.label(key.rule_id),
         result::label(key.result).to_string(),
     ]
 }
@@ -230,7 +264,7 @@ impl Collector for KernelCounters {
         let commands = commands_vec();
         let decode_errors = decode_errors_vec();
         for (key, value) in totals.iter().filter(|(_, v)| **v != 0) {
-            let labels = command_labels(key);
+            let labels = command_labels(key, &self.rules);
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
             commands.with_label_values(&labels).inc_by(*value);
             if key.decode != decode_status::OK {
@@ -295,16 +329,24 @@ mod tests {
             scope: scope::DEBUG_READ_ONLY,
             decode: 0,
             result: result::ERROR,
-            verdict: verdict::ALLOW,
+            verdict: verdict::DENY,
             _pad: 0,
+            rule_id: fwctl_common::policy::rule_id::DEFAULT,
+            _pad2: [0; 2],
         };
+        let rules = RuleIds::default();
         assert_eq!(
-            command_labels(&key),
-            ["fwctl", "mlx5", "0x0100", "QUERY_HCA_CAP", "debug-read-only", "allow", "error"]
+            command_labels(&key, &rules),
+            ["fwctl", "mlx5", "0x0100", "QUERY_HCA_CAP", "debug-read-only", "deny", "default", "error"]
                 .map(String::from)
         );
+        let named = CounterKey { rule_id: rules.id("deny-hca"), ..key };
+        assert_eq!(command_labels(&named, &rules)[6], "deny-hca");
         let undecodable = CounterKey { opcode: OPCODE_NONE, decode: decode_status::ARG_UNREADABLE, ..key };
-        assert_eq!(command_labels(&undecodable)[2..4], ["none".to_string(), "undecodable".to_string()]);
+        assert_eq!(
+            command_labels(&undecodable, &rules)[2..4],
+            ["none".to_string(), "undecodable".to_string()]
+        );
     }
 
     #[test]
@@ -329,14 +371,14 @@ mod tests {
         let registry = Registry::new();
         let commands = commands_vec();
         commands
-            .with_label_values(&["nvme-admin", "nvme", "0x0006", "identify", "none", "allow", "ok"])
+            .with_label_values(&["nvme-admin", "nvme", "0x0006", "identify", "none", "allow", "none", "ok"])
             .inc_by(3);
         registry.register(Box::new(commands)).unwrap();
         let text = render(&registry);
         assert!(text.contains("# HELP fwctl_guard_commands_total "), "{text}");
         assert!(text.contains("# TYPE fwctl_guard_commands_total counter"), "{text}");
         assert!(
-            text.contains(r#"fwctl_guard_commands_total{class="nvme-admin",driver="nvme",opcode="0x0006",opcode_name="identify",result="ok",scope="none",verdict="allow"} 3"#),
+            text.contains(r#"fwctl_guard_commands_total{class="nvme-admin",driver="nvme",opcode="0x0006",opcode_name="identify",result="ok",rule="none",scope="none",verdict="allow"} 3"#),
             "{text}"
         );
     }

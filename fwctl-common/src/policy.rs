@@ -1,0 +1,424 @@
+//! The policy as the kernel evaluates it: fixed-size rules in two slots, a candidate
+//! index keyed by (class, driver, opcode), and [`decide`], the evaluation itself.
+//!
+//! The agent compiles a YAML policy into these tables (fwctl-user `policy::compile`), writes
+//! the inactive slot, then flips the active slot in one map update: a command is always
+//! evaluated against exactly one complete policy. The eBPF side and `fwctl-guard policy
+//! explain` run the same [`decide`] over their own [`RuleSource`], so what explain says is
+//! what the kernel does.
+//!
+//! Work per command is bounded: at most [`INDEX_PROBES`] index lookups, then at most
+//! [`MAX_RULES`] candidate rules, each a fixed number of comparisons (at most
+//! [`MAX_VALUES`] per field).
+
+use crate::model::{decode_status, verdict, Command};
+
+/// Rules per policy (a candidate set is one u64 bitmap).
+pub const MAX_RULES: usize = 64;
+/// Values per matched field (uids, comms, ...).
+pub const MAX_VALUES: usize = 4;
+/// Index lookups per command: (driver, opcode), (any, opcode), (driver, any), (any, any).
+pub const INDEX_PROBES: usize = 4;
+/// `driver`/`opcode` in an index key meaning "any".
+pub const ANY_DRIVER: u8 = 0xff;
+pub const ANY_OPCODE: u32 = u32::MAX - 1;
+
+/// Rule ids with a fixed meaning; compiled rules get ids from [`FIRST_RULE_ID`] up.
+pub mod rule_id {
+    /// No rule matched: the policy's `default`.
+    pub const DEFAULT: u16 = 0;
+    /// The payload could not be decoded: the policy's `on_undecodable`.
+    pub const UNDECODABLE: u16 = 1;
+    /// No policy loaded.
+    pub const NO_POLICY: u16 = 2;
+    pub const FIRST_RULE_ID: u16 = 16;
+}
+
+/// Policy actions.
+pub mod action {
+    pub const ALLOW: u8 = 0;
+    pub const AUDIT: u8 = 1;
+    pub const DENY: u8 = 2;
+}
+
+/// Policy modes.
+pub mod mode {
+    pub const ENFORCE: u8 = 0;
+    pub const AUDIT: u8 = 1;
+}
+
+/// The active policy's header (value of the one-entry `POLICY` array map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyHeader {
+    pub generation: u64,
+    /// Slot (0 or 1) whose rules and index are live.
+    pub slot: u32,
+    pub mode: u8,
+    pub default_action: u8,
+    pub on_undecodable: u8,
+    /// 1 once a policy is loaded.
+    pub loaded: u8,
+}
+
+/// An opcode in a `not:` block: class-specific, like the index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpcodeEntry {
+    pub opcode: u32,
+    pub class: u8,
+    /// [`ANY_DRIVER`] for every driver of the class.
+    pub driver: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Conditions on a command's subject and attributes. A zero mask or count means "any".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Matcher {
+    /// Bit `1 << class`.
+    pub class_mask: u8,
+    /// Bit `1 << scope` for the four fwctl scopes; [`SCOPE_NONE_BIT`] for non-fwctl.
+    pub scope_mask: u8,
+    pub n_opcodes: u8,
+    pub n_op_mods: u8,
+    pub n_uids: u8,
+    pub n_gids: u8,
+    pub n_comms: u8,
+    pub n_cgroups: u8,
+    pub n_devices: u8,
+    pub _pad: [u8; 3],
+    /// Bit `1 << driver` (drivers < 32).
+    pub driver_mask: u32,
+    pub opcodes: [OpcodeEntry; MAX_VALUES],
+    pub op_mods: [u32; MAX_VALUES],
+    pub uids: [u32; MAX_VALUES],
+    pub gids: [u32; MAX_VALUES],
+    /// `model::device_key(block, major, minor)`.
+    pub devices: [u64; MAX_VALUES],
+    pub cgroups: [u64; MAX_VALUES],
+    pub comms: [[u8; 16]; MAX_VALUES],
+}
+
+/// Scope bit for commands without a fwctl scope (and out-of-range scopes).
+pub const SCOPE_NONE_BIT: u8 = 0x80;
+
+/// A compiled rule. Its class/driver/opcode selection lives in the index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompiledRule {
+    pub rule_id: u16,
+    pub action: u8,
+    /// 1 when `not` is set.
+    pub has_not: u8,
+    pub _pad: [u8; 4],
+    pub matcher: Matcher,
+    pub not: Matcher,
+}
+
+/// Key of the candidate index: which rules may match a (class, driver, opcode).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IndexKey {
+    pub opcode: u32,
+    pub slot: u8,
+    pub class: u8,
+    pub driver: u8,
+    pub _pad: u8,
+}
+
+impl IndexKey {
+    pub const fn new(slot: u32, class: u8, driver: u8, opcode: u32) -> Self {
+        Self { opcode, slot: slot as u8, class, driver, _pad: 0 }
+    }
+}
+
+/// Who sent a command and through which node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: [u8; 16],
+    pub cgroup_id: u64,
+    /// `model::device_key(block, major, minor)` of the node.
+    pub device: u64,
+}
+
+/// Where [`decide`] gets the rules and the index from.
+pub trait RuleSource {
+    /// The candidate bitmap stored for `key` (0 if none).
+    fn candidates(&self, key: &IndexKey) -> u64;
+    /// The first rule, in policy order, among `candidates` of `slot` for which
+    /// [`rule_matches`] holds: `(rule_id, action)`. The default walks the bitmap; the eBPF
+    /// side overrides it with `bpf_loop` so the verifier checks the rule test once rather
+    /// than once per possible rule.
+    fn first_match(
+        &self,
+        slot: u32,
+        candidates: u64,
+        command: &Command,
+        subject: &Subject,
+    ) -> Option<(u16, u8)> {
+        let mut index = 0u32;
+        while index < MAX_RULES as u32 {
+            if candidates & (1u64 << index) != 0 {
+                if let Some(rule) = self.rule(slot, index) {
+                    if rule_matches(rule, command, subject) {
+                        return Some((rule.rule_id, rule.action));
+                    }
+                }
+            }
+            index += 1;
+        }
+        None
+    }
+    /// Rule `index` (0..MAX_RULES) of `slot`.
+    fn rule(&self, slot: u32, index: u32) -> Option<&CompiledRule>;
+}
+
+/// A rule's own conditions (its class/driver/opcode already matched through the index).
+#[inline(always)]
+pub fn rule_matches(rule: &CompiledRule, command: &Command, subject: &Subject) -> bool {
+    matches(&rule.matcher, command, subject) && (rule.has_not == 0 || !matches(&rule.not, command, subject))
+}
+
+/// The outcome for one command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// `model::verdict::*`.
+    pub verdict: u8,
+    pub rule_id: u16,
+}
+
+/// The verdict for an action under the policy's mode. `can_deny`: the hook runs before
+/// the driver and may refuse (LSM); otherwise a deny is recorded as `would_deny`.
+#[inline(always)]
+pub fn verdict_of(action: u8, policy_mode: u8, can_deny: bool) -> u8 {
+    match action {
+        action::ALLOW => verdict::ALLOW,
+        action::AUDIT => verdict::AUDIT,
+        _ if policy_mode == mode::ENFORCE && can_deny => verdict::DENY,
+        _ => verdict::WOULD_DENY,
+    }
+}
+
+/// Evaluate the active policy for a command: first matching candidate rule decides,
+/// else the policy's default; undecodable commands get `on_undecodable`.
+#[inline(always)]
+pub fn decide<S: RuleSource>(
+    source: &S,
+    header: &PolicyHeader,
+    command: &Command,
+    subject: &Subject,
+    can_deny: bool,
+) -> Decision {
+    if header.loaded == 0 {
+        return Decision { verdict: verdict::ALLOW, rule_id: rule_id::NO_POLICY };
+    }
+    if command.decode != decode_status::OK {
+        return Decision {
+            verdict: verdict_of(header.on_undecodable, header.mode, can_deny),
+            rule_id: rule_id::UNDECODABLE,
+        };
+    }
+    let slot = header.slot;
+    let candidates = source.candidates(&IndexKey::new(slot, command.class, command.driver, command.opcode))
+        | source.candidates(&IndexKey::new(slot, command.class, ANY_DRIVER, command.opcode))
+        | source.candidates(&IndexKey::new(slot, command.class, command.driver, ANY_OPCODE))
+        | source.candidates(&IndexKey::new(slot, command.class, ANY_DRIVER, ANY_OPCODE));
+    if candidates != 0 {
+        if let Some((rule_id, rule_action)) = source.first_match(slot, candidates, command, subject) {
+            return Decision { verdict: verdict_of(rule_action, header.mode, can_deny), rule_id };
+        }
+    }
+    Decision { verdict: verdict_of(header.default_action, header.mode, can_deny), rule_id: rule_id::DEFAULT }
+}
+
+/// Whether every constrained field of `m` holds for the command and subject.
+#[inline(always)]
+pub fn matches(m: &Matcher, command: &Command, subject: &Subject) -> bool {
+    if m.class_mask != 0 && (command.class >= 8 || m.class_mask & (1 << command.class) == 0) {
+        return false;
+    }
+    if m.driver_mask != 0 && (command.driver >= 32 || m.driver_mask & (1 << command.driver) == 0) {
+        return false;
+    }
+    if m.scope_mask != 0 {
+        let bit = if command.scope < 4 { 1u8 << command.scope } else { SCOPE_NONE_BIT };
+        if m.scope_mask & bit == 0 {
+            return false;
+        }
+    }
+    if m.n_opcodes != 0 && !opcode_in(&m.opcodes, m.n_opcodes, command) {
+        return false;
+    }
+    any_of(&m.op_mods, m.n_op_mods, command.op_mod)
+        && any_of(&m.uids, m.n_uids, subject.uid)
+        && any_of(&m.gids, m.n_gids, subject.gid)
+        && any_of(&m.devices, m.n_devices, subject.device)
+        && any_of(&m.cgroups, m.n_cgroups, subject.cgroup_id)
+        && any_of(&m.comms, m.n_comms, subject.comm)
+}
+
+/// True when `n` is 0 (field unconstrained) or one of the first `n` values equals `value`.
+#[inline(always)]
+fn any_of<T: PartialEq + Copy>(values: &[T; MAX_VALUES], n: u8, value: T) -> bool {
+    if n == 0 {
+        return true;
+    }
+    let mut i = 0;
+    while i < MAX_VALUES {
+        if (i as u8) < n && values[i] == value {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn opcode_in(entries: &[OpcodeEntry; MAX_VALUES], n: u8, command: &Command) -> bool {
+    let mut i = 0;
+    while i < MAX_VALUES {
+        let e = &entries[i];
+        if (i as u8) < n
+            && e.opcode == command.opcode
+            && e.class == command.class
+            && (e.driver == ANY_DRIVER || e.driver == command.driver)
+        {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{collections::BTreeMap, vec::Vec};
+
+    use super::*;
+    use crate::model::{class, driver, ioctl, scope};
+
+    /// A userspace RuleSource over plain collections.
+    #[derive(Default)]
+    struct Tables {
+        index: BTreeMap<IndexKey, u64>,
+        rules: Vec<CompiledRule>,
+    }
+
+    impl RuleSource for Tables {
+        fn candidates(&self, key: &IndexKey) -> u64 {
+            self.index.get(key).copied().unwrap_or(0)
+        }
+        fn rule(&self, slot: u32, index: u32) -> Option<&CompiledRule> {
+            (slot == 0).then(|| self.rules.get(index as usize)).flatten()
+        }
+    }
+
+    fn header(default_action: u8, policy_mode: u8) -> PolicyHeader {
+        PolicyHeader {
+            generation: 1,
+            slot: 0,
+            mode: policy_mode,
+            default_action,
+            on_undecodable: action::DENY,
+            loaded: 1,
+        }
+    }
+
+    fn format_nvm() -> Command {
+        Command { opcode: 0x80, ..Command::new(ioctl::NVME_ADMIN_CMD, class::NVME_ADMIN, driver::NVME) }
+    }
+
+    fn comm(name: &str) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[..name.len()].copy_from_slice(name.as_bytes());
+        c
+    }
+
+    /// Rule 0: allow format-nvm from comm fwupd; rule 1: deny format-nvm.
+    fn updater_policy() -> Tables {
+        let mut t = Tables::default();
+        let mut allow = CompiledRule { rule_id: 16, action: action::ALLOW, ..Default::default() };
+        allow.matcher.comms[0] = comm("fwupd");
+        allow.matcher.n_comms = 1;
+        let deny = CompiledRule { rule_id: 17, action: action::DENY, ..Default::default() };
+        t.rules = std::vec![allow, deny];
+        t.index.insert(IndexKey::new(0, class::NVME_ADMIN, ANY_DRIVER, 0x80), 0b11);
+        t
+    }
+
+    #[test]
+    fn first_matching_rule_decides() {
+        let t = updater_policy();
+        let h = header(action::AUDIT, mode::ENFORCE);
+        let nvme = Subject { comm: comm("nvme"), ..Default::default() };
+        let fwupd = Subject { comm: comm("fwupd"), ..Default::default() };
+        assert_eq!(
+            decide(&t, &h, &format_nvm(), &fwupd, true),
+            Decision { verdict: verdict::ALLOW, rule_id: 16 }
+        );
+        assert_eq!(
+            decide(&t, &h, &format_nvm(), &nvme, true),
+            Decision { verdict: verdict::DENY, rule_id: 17 }
+        );
+        let identify = Command { opcode: 0x06, ..format_nvm() };
+        assert_eq!(
+            decide(&t, &h, &identify, &nvme, true),
+            Decision { verdict: verdict::AUDIT, rule_id: rule_id::DEFAULT }
+        );
+    }
+
+    #[test]
+    fn audit_mode_and_hooks_that_cannot_deny_record_would_deny() {
+        let t = updater_policy();
+        let nvme = Subject { comm: comm("nvme"), ..Default::default() };
+        assert_eq!(
+            decide(&t, &header(action::AUDIT, mode::AUDIT), &format_nvm(), &nvme, true).verdict,
+            verdict::WOULD_DENY
+        );
+        assert_eq!(
+            decide(&t, &header(action::AUDIT, mode::ENFORCE), &format_nvm(), &nvme, false).verdict,
+            verdict::WOULD_DENY
+        );
+    }
+
+    #[test]
+    fn undecodable_and_unloaded() {
+        let t = updater_policy();
+        let bad = Command { decode: crate::model::decode_status::ARG_UNREADABLE, ..format_nvm() };
+        let d = decide(&t, &header(action::ALLOW, mode::ENFORCE), &bad, &Subject::default(), true);
+        assert_eq!(d, Decision { verdict: verdict::DENY, rule_id: rule_id::UNDECODABLE });
+        let unloaded = PolicyHeader::default();
+        assert_eq!(decide(&t, &unloaded, &bad, &Subject::default(), true).rule_id, rule_id::NO_POLICY);
+    }
+
+    #[test]
+    fn not_excludes_and_scopes_and_subjects_match() {
+        let mut t = Tables::default();
+        let mut rule = CompiledRule { rule_id: 20, action: action::DENY, has_not: 1, ..Default::default() };
+        rule.matcher.scope_mask = 1 << scope::DEBUG_WRITE_FULL;
+        rule.not.uids[0] = 0;
+        rule.not.n_uids = 1;
+        t.rules = std::vec![rule];
+        t.index.insert(IndexKey::new(0, class::FWCTL, ANY_DRIVER, ANY_OPCODE), 1);
+        let h = header(action::ALLOW, mode::ENFORCE);
+        let mut rpc = Command { opcode: 0x100, ..Command::new(ioctl::FWCTL_RPC, class::FWCTL, driver::MLX5) };
+        rpc.scope = scope::DEBUG_WRITE_FULL;
+        let user = Subject { uid: 1000, ..Default::default() };
+        let root = Subject { uid: 0, ..Default::default() };
+        assert_eq!(decide(&t, &h, &rpc, &user, true).verdict, verdict::DENY);
+        assert_eq!(decide(&t, &h, &rpc, &root, true).verdict, verdict::ALLOW, "excluded by not");
+        rpc.scope = scope::DEBUG_READ_ONLY;
+        assert_eq!(decide(&t, &h, &rpc, &user, true).verdict, verdict::ALLOW, "other scope");
+    }
+
+    #[test]
+    fn compiled_structs_have_stable_sizes() {
+        assert_eq!(core::mem::size_of::<IndexKey>(), 8);
+        assert_eq!(core::mem::size_of::<PolicyHeader>(), 16);
+        assert_eq!(core::mem::size_of::<Matcher>() % 8, 0);
+    }
+}

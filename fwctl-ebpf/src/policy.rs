@@ -1,0 +1,89 @@
+//! The kernel's view of the policy maps, for `fwctl_common::policy::decide`. The rule
+//! walk runs under `bpf_loop` (Linux >= 5.17): the verifier checks one rule test instead
+//! of unrolling 64 of them (which exceeded its 1M-instruction budget).
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_loop;
+use fwctl_common::{
+    model::Command,
+    policy::{rule_matches, CompiledRule, IndexKey, PolicyHeader, RuleSource, Subject, MAX_RULES},
+};
+
+use crate::maps::{POLICY, POLICY_INDEX, RULES};
+
+pub struct Maps;
+
+/// State shared with the `bpf_loop` callback (copies: it lives on this program's stack).
+#[repr(C)]
+struct Walk {
+    candidates: u64,
+    subject: Subject,
+    command: Command,
+    slot: u32,
+    /// 0: no match; else (rule_id << 8 | action) + 1.
+    found: u32,
+}
+
+/// One iteration: test rule `index` if it is a candidate; 1 stops the loop.
+extern "C" fn test_rule(index: u32, walk: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the pointer given to it: a live `Walk` on our stack.
+    let walk = unsafe { &mut *(walk as *mut Walk) };
+    if index >= MAX_RULES as u32 || walk.candidates & (1u64 << index) == 0 {
+        return 0;
+    }
+    let Some(rule) = rule_at(walk.slot, index) else {
+        return 0;
+    };
+    if rule_matches(rule, &walk.command, &walk.subject) {
+        walk.found = ((rule.rule_id as u32) << 8 | rule.action as u32) + 1;
+        return 1;
+    }
+    0
+}
+
+#[inline(always)]
+fn rule_at(slot: u32, index: u32) -> Option<&'static CompiledRule> {
+    RULES.get(slot.saturating_mul(MAX_RULES as u32).saturating_add(index))
+}
+
+impl RuleSource for Maps {
+    #[inline(always)]
+    fn candidates(&self, key: &IndexKey) -> u64 {
+        // SAFETY: plain data copied out.
+        unsafe { POLICY_INDEX.get(key) }.copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn first_match(
+        &self,
+        slot: u32,
+        candidates: u64,
+        command: &Command,
+        subject: &Subject,
+    ) -> Option<(u16, u8)> {
+        let mut walk = Walk { candidates, subject: *subject, command: *command, slot, found: 0 };
+        // SAFETY: the callback only touches `walk`, which outlives the call.
+        unsafe {
+            bpf_loop(
+                (64 - candidates.leading_zeros()).min(MAX_RULES as u32),
+                test_rule as *mut c_void,
+                &mut walk as *mut Walk as *mut c_void,
+                0,
+            )
+        };
+        let found = walk.found;
+        (found != 0).then(|| (((found - 1) >> 8) as u16, ((found - 1) & 0xff) as u8))
+    }
+
+    #[inline(always)]
+    fn rule(&self, slot: u32, index: u32) -> Option<&CompiledRule> {
+        rule_at(slot, index)
+    }
+}
+
+/// The active policy's header (all zero, i.e. no policy, until the agent loads one).
+#[inline(always)]
+pub fn header() -> PolicyHeader {
+    POLICY.get(0).copied().unwrap_or_default()
+}

@@ -1,0 +1,77 @@
+//! Policies: the YAML files that say which passthrough commands to allow, audit or deny.
+//!
+//! This is the front end, pure Rust and free of kernel types: read a file, check it
+//! against the schema, resolve every name (classes, drivers, scopes, catalog opcodes,
+//! cgroups, devices) to numbers, and warn about rules that can never match. The compiler
+//! that turns a [`Policy`] into map contents consumes the types of [`schema`].
+//!
+//! - [`yaml`]: the document as a tree of located nodes (YAML syntax errors end here).
+//! - [`resolve`]: schema check and name resolution, every error at its line and column.
+//! - [`names`]: the vocabulary (class/driver/scope names, opcode catalogs per class).
+//! - [`values`]: single values (opcodes, numbers, comm, cgroup, device).
+//! - [`lint`]: warnings (shadowed rules, rules that exclude themselves).
+//! - [`diag`]: the diagnostics; [`check`]: `fwctl-guard policy check`.
+//!
+//! ```yaml
+//! version: 1                 # required, only 1
+//! name: fleet-baseline       # required
+//! mode: enforce              # required: enforce | audit
+//! default: audit             # required: allow | audit | deny
+//! on_undecodable: deny       # allow | audit | deny (default: the value of `default`)
+//! rules:                     # ordered; the first match decides
+//!   - name: updater-may-format
+//!     action: allow
+//!     match:                 # every key optional (absent = any); scalar or list (any-of)
+//!       class: nvme-admin
+//!       opcode: [format-nvm, 0x84]
+//!       comm: fwupd
+//!       not: { uid: 1000 }   # same keys; the rule matches only if this does not
+//! ```
+
+pub mod check;
+pub mod diag;
+pub mod lint;
+pub mod names;
+pub mod resolve;
+pub mod schema;
+pub mod values;
+pub mod yaml;
+
+use std::path::Path;
+
+pub use diag::{Diagnostic, Severity};
+pub use resolve::Host;
+pub use schema::{Action, CgroupSel, DeviceSel, Match, Mode, OpcodeSel, Policy, Rule};
+
+/// A valid policy and its warnings, or every error (and warning) found.
+pub type Outcome = Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>>;
+
+/// Read, check and resolve the policy in `path` against this host.
+///
+/// An unreadable file is one error at 1:1. Diagnostics do not name the file; print them
+/// with [`Diagnostic::render`].
+pub fn load(path: &Path) -> Outcome {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text),
+        Err(e) => Err(vec![Diagnostic::error(1, 1, "", format!("cannot read {}: {e}", path.display()))]),
+    }
+}
+
+/// [`load`] for text already read.
+pub fn parse(text: &str) -> Outcome {
+    parse_with(text, &Host::default())
+}
+
+/// [`parse`] with host lookups (cgroup mount) somewhere else; for tests.
+pub fn parse_with(text: &str, host: &Host) -> Outcome {
+    let root = yaml::parse(text).map_err(|d| vec![d])?;
+    let (policy, mut errors) = resolve::resolve(&root, host);
+    errors.sort_by_key(|d| (d.line, d.column));
+    match policy {
+        Some(policy) if errors.is_empty() => {
+            let warnings = lint::lint(&policy);
+            Ok((policy, warnings))
+        }
+        _ => Err(errors),
+    }
+}
