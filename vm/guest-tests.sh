@@ -2,7 +2,7 @@
 # In-guest tests of the fwctl-guard VM bed (run by vm/init.sh once per kernel boot).
 # 1. Smoke test of the bed: device nodes, the real clients nvme (nvme-cli) and cxl (ndctl)
 #    against the emulated NVMe controller and CXL type-3 device, `fwctl-guard probe`.
-# 2. The project's test executables, built on the host: /tests/host (the host suite, here
+# 2. The project's test executables, built on the host: /tests/host and /tests/policy (here
 #    on this guest kernel, where `hook: auto` picks BPF LSM when the kernel accepts it) and
 #    /tests/vm (real devices). Privileged and device tests must not skip here.
 # Exit status 0 only when everything passed.
@@ -34,7 +34,7 @@ echo "fwctl-guard probe exit status: $?"
 export FWCTL_GUARD_BIN=/fwctl-guard FWCTL_GUARD_REQUIRE_PRIVILEGED=1 FWCTL_GUARD_REQUIRE_VM=1
 export RUST_BACKTRACE=1
 suite_rc=0
-for t in host vm; do
+for t in host policy vm; do
     echo "--- /tests/$t"
     "/tests/$t" --test-threads=1 --nocapture
     rc=$?

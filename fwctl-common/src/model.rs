@@ -236,7 +236,11 @@ pub mod stat {
     pub const FD_UNRESOLVED: u32 = 3;
     /// Commands whose payload could not be decoded (also in the counters, by reason).
     pub const DECODE_FAILED: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Refusals by the LSM hook: the policy said deny (enforce mode).
+    pub const REFUSED_POLICY: u32 = 5;
+    /// Refusals passed on from an earlier BPF LSM program on the same hook.
+    pub const REFUSED_EARLIER: u32 = 6;
+    pub const COUNT: u32 = 7;
 
     pub fn label(index: u32) -> &'static str {
         match index {
@@ -245,6 +249,8 @@ pub mod stat {
             COUNTER_MAP_FULL => "counter_map_full",
             FD_UNRESOLVED => "fd_unresolved",
             DECODE_FAILED => "decode_failed",
+            REFUSED_POLICY => "policy",
+            REFUSED_EARLIER => "earlier_bpf_lsm",
             _ => "unknown",
         }
     }

@@ -35,19 +35,17 @@ pub fn fill_subject(event: &mut Event, cmd: u32, rdev: u32, flags: u32, hook: u8
     event.hook = hook;
 }
 
-/// The policy's view of who sent the command.
+/// The policy's view of the current task sending a command to node `rdev`.
 #[inline(always)]
-pub fn subject(event: &Event) -> Subject {
+pub fn current_subject(rdev: u32, flags: u32) -> Subject {
+    let uid_gid = bpf_get_current_uid_gid();
     Subject {
-        uid: event.uid,
-        gid: event.gid,
-        comm: event.comm,
-        cgroup_id: event.cgroup_id,
-        device: device_key(
-            event.flags & event_flag::BLOCK_DEVICE != 0,
-            rdev_major(event.rdev),
-            rdev_minor(event.rdev),
-        ),
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+        // SAFETY: helper without preconditions.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        device: device_key(flags & event_flag::BLOCK_DEVICE != 0, rdev_major(rdev), rdev_minor(rdev)),
     }
 }
 

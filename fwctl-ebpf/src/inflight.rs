@@ -9,7 +9,7 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use fwctl_common::{
     abi::IoctlSpec,
-    model::{decode_status, event_flag, stat, verdict, Event, KernelOffsets},
+    model::{decode_status, event_flag, stat, verdict, Command, Event, KernelOffsets},
 };
 
 use fwctl_common::policy::decide;
@@ -54,16 +54,46 @@ pub fn begin<C: EbpfContext>(
     if device.kind != spec.device_kind {
         return verdict::ALLOW;
     }
-    let mut event = Event::default();
-    if command::decode(spec, device.driver, arg, &mut event.command) != decode_status::OK {
+    let mut decoded = Command::new(0, 0, 0);
+    if command::decode(spec, device.driver, arg, &mut decoded) != decode_status::OK {
         count_stat(stat::DECODE_FAILED);
     }
-    let flags = if node.block { event_flag::BLOCK_DEVICE } else { 0 };
-    account::fill_subject(&mut event, cmd, node.rdev, flags, hook, verdict::ALLOW);
-    let decision =
-        decide(&policy::Maps, &policy::header(), &event.command, &account::subject(&event), can_deny);
-    event.verdict = decision.verdict;
-    event.rule_id = decision.rule_id;
+    let mut seen = Seen {
+        cmd,
+        rdev: node.rdev,
+        flags: if node.block { event_flag::BLOCK_DEVICE } else { 0 },
+        hook,
+        can_deny: can_deny as u8,
+        verdict: verdict::ALLOW,
+        rule_id: 0,
+    };
+    apply_policy(&decoded, &mut seen);
+    park(ctx, &decoded, &seen)
+}
+
+/// What the hook knows besides the decoded command. Passed by reference: BPF
+/// subprograms take at most five register arguments, and older verifiers (7.2 refused
+/// this with "stack arg1 is not initialized") do not accept more on the stack.
+#[repr(C)]
+struct Seen {
+    cmd: u32,
+    rdev: u32,
+    flags: u32,
+    hook: u8,
+    can_deny: u8,
+    /// Set by `apply_policy`.
+    verdict: u8,
+    rule_id: u16,
+}
+
+/// Build the event for a decoded command, decide, count it as seen and park it for the
+/// exit hook. Not inlined, like `command::decode` and `apply_policy`: each keeps its
+/// buffers in its own stack frame, side by side rather than stacked, so the hook's call
+/// chain stays under the verifier's 512-byte limit.
+#[inline(never)]
+fn park<C: EbpfContext>(ctx: &C, decoded: &Command, seen: &Seen) -> u8 {
+    let mut event = Event { command: *decoded, rule_id: seen.rule_id, ..Event::default() };
+    account::fill_subject(&mut event, seen.cmd, seen.rdev, seen.flags, seen.hook, seen.verdict);
     account::count_seen(&event);
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(stale) = INFLIGHT.get_ptr_mut(&pid_tgid) {
@@ -81,6 +111,18 @@ pub fn begin<C: EbpfContext>(
         account::emit(&event);
     }
     event.verdict
+}
+
+/// Evaluate the active policy for a decoded command sent by the current task; records
+/// the verdict and rule in `seen`. Not inlined (see `park`): called beside `park`, not
+/// from it, so the policy walk's frame never stacks on the event's.
+#[inline(never)]
+fn apply_policy(command: &Command, seen: &mut Seen) -> u8 {
+    let subject = account::current_subject(seen.rdev, seen.flags);
+    let decision = decide(&policy::Maps, &policy::header(), command, &subject, seen.can_deny != 0);
+    seen.verdict = decision.verdict;
+    seen.rule_id = decision.rule_id;
+    decision.verdict
 }
 
 /// Complete the current thread's parked command, if it has one. `cmd` is the returning

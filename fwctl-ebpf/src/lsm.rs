@@ -3,46 +3,68 @@
 //! driver runs; `fexit` on the ioctl syscalls completes the command with its return value.
 //! No syscall tracepoint is attached, so unrelated syscalls pay nothing.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
-    macros::{fexit, lsm},
+    macros::fexit,
     programs::{FExitContext, LsmContext},
     EbpfContext,
 };
 use fwctl_common::{
     abi::ioctl_spec,
-    model::{hook, verdict},
+    model::{hook, stat, verdict},
 };
 
-use crate::{device::node_of_file, inflight, maps::offsets};
+use crate::{
+    device::node_of_file,
+    inflight,
+    maps::{count_stat, offsets},
+};
 
-#[lsm(hook = "file_ioctl")]
-pub fn fwctl_lsm_file_ioctl(ctx: LsmContext) -> i32 {
-    file_ioctl(&ctx)
+// Written without aya's `#[lsm]` macro, whose wrapper returns i32: LLVM then builds a
+// negative return value with its upper 32 bits zero (`r0 = 0xffffffff`), and the
+// verifier, which checks all 64 bits of R0 against [-MAX_ERRNO, 0], refuses it. The
+// section name is what tells aya (and the kernel) this is an LSM program.
+
+#[no_mangle]
+#[link_section = "lsm/file_ioctl"]
+pub fn fwctl_lsm_file_ioctl(ctx: *mut c_void) -> i64 {
+    file_ioctl(&LsmContext::new(ctx))
 }
 
-#[lsm(hook = "file_ioctl_compat")]
-pub fn fwctl_lsm_file_ioctl_compat(ctx: LsmContext) -> i32 {
-    file_ioctl(&ctx)
+#[no_mangle]
+#[link_section = "lsm/file_ioctl_compat"]
+pub fn fwctl_lsm_file_ioctl_compat(ctx: *mut c_void) -> i64 {
+    file_ioctl(&LsmContext::new(ctx))
 }
 
-/// Argument 3 is the verdict of the LSM programs before this one: keep it. It is read as
-/// 64 bits and returned untouched because the verifier checks the whole of R0 against
-/// [-MAX_ERRNO, 0]; a value round-tripped through a 32-bit stack slot comes back
-/// zero-extended and is refused.
+/// Argument 3 is the verdict of the BPF LSM programs before this one on this hook: a
+/// denial stays a denial (-EACCES kept, anything else -EPERM).
+///
+/// Every refusal is counted before it returns. Besides being worth counting, the count
+/// keeps each return a plain constant: without a side effect LLVM folds the branches into
+/// `-(deny & 1)`, a BPF_NEG whose result verifiers before 6.13 leave unbounded, and they
+/// refuse the program ("R0 has unknown scalar value").
 #[inline(always)]
-fn file_ioctl(ctx: &LsmContext) -> i32 {
+fn file_ioctl(ctx: &LsmContext) -> i64 {
     let previous: i64 = ctx.arg(3);
     if previous != 0 {
-        return previous as i32;
+        count_stat(stat::REFUSED_EARLIER);
+        if previous == -EACCES {
+            return -EACCES;
+        }
+        return -EPERM;
     }
-    match observe(ctx) {
-        Ok(verdict::DENY) => -EPERM,
-        _ => 0,
+    if let Ok(verdict::DENY) = observe(ctx) {
+        count_stat(stat::REFUSED_POLICY);
+        return -EPERM;
     }
+    0
 }
 
-const EPERM: i32 = 1;
+const EACCES: i64 = 13;
+const EPERM: i64 = 1;
 
 /// `__x64_sys_ioctl(const struct pt_regs *regs)`: argument 0, return value at index 1;
 /// the ioctl's cmd is in regs->si.

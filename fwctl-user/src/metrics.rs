@@ -167,6 +167,18 @@ fn skipped_vec() -> IntCounterVec {
     .expect("static metric definition")
 }
 
+fn refusals_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_lsm_refusals_total",
+            "ioctls the LSM hook refused before the driver ran, by whose decision \
+             (policy: this agent's deny rules; earlier_bpf_lsm: another BPF LSM program).",
+        ),
+        &["by"],
+    )
+    .expect("static metric definition")
+}
+
 fn kernel_errors_vec() -> IntCounterVec {
     IntCounterVec::new(
         Opts::new(
@@ -190,6 +202,7 @@ impl KernelCounters {
             commands_vec().desc(),
             mailbox_vec().desc(),
             skipped_vec().desc(),
+            refusals_vec().desc(),
             decode_errors_vec().desc(),
             events_lost().desc(),
             kernel_errors_vec().desc(),
@@ -291,8 +304,13 @@ impl Collector for KernelCounters {
                 skipped.with_label_values(&[program.name]).inc_by(misses);
             }
         }
+        let refusals = refusals_vec();
+        for index in [stat::REFUSED_POLICY, stat::REFUSED_EARLIER] {
+            refusals.with_label_values(&[stat::label(index)]).inc_by(stats[index as usize]);
+        }
         let mut families = commands.collect();
         families.extend(skipped.collect());
+        families.extend(refusals.collect());
         families.extend(mailbox.collect());
         families.extend(decode_errors.collect());
         families.extend(lost.collect());

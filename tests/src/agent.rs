@@ -129,6 +129,27 @@ impl Agent {
         }
     }
 
+    /// Send SIGHUP (policy reload) and wait until `fwctl_guard_policy_generation` reaches
+    /// `generation` or `fwctl_guard_policy_reload_failures_total` reaches `failures`.
+    pub fn reload(&self, generation: u64, failures: u64) -> Result<Scrape> {
+        let pid = self.pid().context("agent not running")?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.scrape()?;
+            if s.sum("fwctl_guard_policy_generation", &[]) as u64 >= generation
+                && s.sum("fwctl_guard_policy_reload_failures_total", &[]) as u64 >= failures
+            {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("no reload to generation {generation} / failures {failures}:\n{}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM and wait; returns the exit status code.
     pub fn stop(&mut self) -> Result<i32> {
         let Some(mut child) = self.child.take() else { return Ok(0) };

@@ -162,3 +162,135 @@ fn lsm_and_tracepoint_paths_count_the_same_workload() {
     assert!(runs[0].values().sum::<u64>() >= 6);
     assert_eq!(runs[0], runs[1], "the LSM and tracepoint paths must count the same commands");
 }
+
+/// The shipped fleet baseline, embedded so the guest has it.
+const FLEET_BASELINE: &str = include_str!("../../policies/fleet-baseline.yaml");
+
+fn write_policy(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("fwctl-guard-vm-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn errno_of(ret: i64) -> i32 {
+    assert_eq!(ret, -1);
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+#[test]
+fn fleet_baseline_denies_destructive_commands_before_the_device_sees_them() {
+    let Some(ctrl) = vm_device("fleet_baseline_denies_destructive_commands", "/dev/nvme0") else { return };
+    if !lsm_available(&agent_binary()) {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        eprintln!(
+            "skipping fleet_baseline_denies_destructive_commands: kernel {} lacks BPF LSM",
+            kernel.trim()
+        );
+        return;
+    }
+    let fwctl = StandIn::new().unwrap();
+    let declared = [Declared { major_minor: fwctl.major_minor(), class: "fwctl", driver: "mlx5" }];
+    let policy = write_policy("fleet", FLEET_BASELINE);
+    let mut agent =
+        Agent::start_with("vm-fleet", &declared, 1 << 20, &["--policy", policy.to_str().unwrap()]).unwrap();
+    assert_eq!(agent.scrape().unwrap().sum("fwctl_guard_enforcing", &[]), 1.0);
+
+    nvme_cli(&["id-ctrl", "/dev/nvme0"]);
+    // The real client asks for a Format NVM: refused with EPERM.
+    let out = Command::new("nvme")
+        .args(["admin-passthru", "/dev/nvme0", "--opcode=0x80", "--namespace-id=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "format must be refused");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not permitted") || text.contains("EPERM"), "{text}");
+    // Sanitize and firmware commit from this test process: EPERM too.
+    let node = OpenOptions::new().read(true).write(true).open(&ctrl).unwrap();
+    for opcode in [0x84u8, 0x10] {
+        let p = nvme_passthru(opcode, 0, 0, false);
+        assert_eq!(errno_of(ioctl(node.as_raw_fd(), NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64)), libc::EPERM);
+    }
+    // fwctl at debug-write-full: a write (SET_DIAGNOSTIC_PARAMS) is refused; queries are
+    // allowed at any scope by the earlier `mlx5-queries` rule.
+    let mut out = [0u8; 16];
+    let write = mlx5_payload(0x820, 0);
+    let rpc = fwctl_rpc(3, &write, &mut out);
+    assert_eq!(errno_of(ioctl(fwctl.fd(), FWCTL_RPC, rpc.as_ptr() as u64)), libc::EPERM);
+    let payload = mlx5_payload(0x100, 0);
+    let rpc = fwctl_rpc(3, &payload, &mut out);
+    assert_eq!(errno_of(ioctl(fwctl.fd(), FWCTL_RPC, rpc.as_ptr() as u64)), libc::ENOTTY);
+
+    let scrape = agent.wait_audit_events(6).unwrap();
+    let denied = |name| {
+        scrape.sum(
+            "fwctl_guard_commands_total",
+            &[("opcode_name", name), ("verdict", "deny"), ("rule", "nvme-destructive"), ("result", "error")],
+        )
+    };
+    assert_eq!(denied("format-nvm"), 1.0, "{}", scrape.text);
+    assert_eq!(denied("sanitize"), 1.0);
+    assert_eq!(denied("firmware-commit"), 1.0);
+    assert_eq!(
+        scrape.sum(
+            "fwctl_guard_commands_total",
+            &[("class", "fwctl"), ("verdict", "deny"), ("rule", "fwctl-debug-write-full")]
+        ),
+        1.0
+    );
+    // The proof that the deny came first: the controller never received them.
+    for name in ["format-nvm", "sanitize", "firmware-commit"] {
+        assert_eq!(
+            scrape.sum("fwctl_guard_mailbox_commands_total", &[("opcode_name", name)]),
+            0.0,
+            "{name} reached the device"
+        );
+    }
+    assert!(
+        scrape.sum(
+            "fwctl_guard_mailbox_commands_total",
+            &[("opcode_name", "identify"), ("origin", "passthrough")]
+        ) >= 1.0
+    );
+    agent.stop().unwrap();
+}
+
+#[test]
+fn a_cxl_mailbox_command_denied_by_rule_fails_with_eperm() {
+    let Some(node) = vm_device("a_cxl_mailbox_command_denied_by_rule_fails_with_eperm", "/dev/cxl/mem0")
+    else {
+        return;
+    };
+    if !lsm_available(&agent_binary()) {
+        eprintln!(
+            "skipping a_cxl_mailbox_command_denied_by_rule_fails_with_eperm: no BPF LSM on this kernel"
+        );
+        return;
+    }
+    let policy = write_policy(
+        "cxl",
+        "version: 1\nname: cxl-test\nmode: enforce\ndefault: allow\nrules:\n  - name: no-log-list\n    action: deny\n    match: {class: cxl-mem, opcode: get-supported-logs}\n",
+    );
+    let mut agent =
+        Agent::start_with("vm-cxl-deny", &[], 1 << 20, &["--policy", policy.to_str().unwrap()]).unwrap();
+    let memdev = OpenOptions::new().read(true).write(true).open(&node).unwrap();
+    let mut output = vec![0u8; 4096];
+    let mut send = |id: u32| {
+        let mut cmd = cxl_send(id, 0);
+        cmd[32..36].copy_from_slice(&(output.len() as u32).to_le_bytes());
+        cmd[40..48].copy_from_slice(&(output.as_mut_ptr() as u64).to_le_bytes());
+        ioctl(memdev.as_raw_fd(), CXL_MEM_SEND_COMMAND, cmd.as_mut_ptr() as u64)
+    };
+    assert_eq!(send(1), 0, "identify is allowed");
+    assert_eq!(errno_of(send(3)), libc::EPERM, "get-supported-logs is denied");
+    let scrape = agent.wait_audit_events(2).unwrap();
+    assert_eq!(
+        scrape.sum(
+            "fwctl_guard_commands_total",
+            &[("opcode_name", "get-supported-logs"), ("verdict", "deny"), ("rule", "no-log-list")]
+        ),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    agent.stop().unwrap();
+}

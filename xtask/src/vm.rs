@@ -80,7 +80,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
     host::ensure()?;
     let payload = initramfs::Payload {
         agent: build::build_agent(true)?,
-        tests: build::test_executables(&["host", "vm"])?,
+        tests: build::test_executables(&["host", "policy", "vm"])?,
     };
     let disks = qemu::disks()?;
     let mut accel = match args.accel {

@@ -1,0 +1,258 @@
+//! Policies on the real agent: verdicts recorded per rule, gap-free reloads (a bad file
+//! keeps the running policy), enforcement where the LSM hook exists and a refusal to
+//! pretend where it does not, and `policy check` as config management runs it.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use fwctl_guard_tests::{
+    agent::{agent_binary, Agent, Declared},
+    ioctls::*,
+    privilege::{can_load_bpf, lsm_available},
+    standin::StandIn,
+};
+
+const ENOTTY: i32 = 25;
+const EPERM: i32 = 1;
+
+fn policy_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fwctl-guard-policy-{}", std::process::id()));
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // Write-then-rename: the agent never sees a half-written file.
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+fn policy(name: &str, mode: &str, rules: &str) -> String {
+    format!("version: 1\nname: {name}\nmode: {mode}\ndefault: allow\non_undecodable: audit\nrules:\n{rules}")
+}
+
+const DENY_FORMAT: &str =
+    "  - name: no-format\n    action: deny\n    match: {class: nvme-admin, opcode: format-nvm}\n";
+const ALLOW_FORMAT: &str =
+    "  - name: format-ok\n    action: audit\n    match: {class: nvme-admin, opcode: format-nvm}\n";
+
+/// Issue an NVMe admin command on the stand-in; the errno it failed with.
+fn nvme_admin(node: &StandIn, opcode: u8) -> i32 {
+    let p = nvme_passthru(opcode, 0, 0, false);
+    assert_eq!(ioctl(node.fd(), NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64), -1);
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+fn declared(node: &StandIn) -> [Declared<'static>; 1] {
+    [Declared { major_minor: node.major_minor(), class: "nvme", driver: "nvme" }]
+}
+
+#[test]
+fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
+    if !can_load_bpf("audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap") {
+        return;
+    }
+    let nvme = StandIn::new().unwrap();
+    let path = policy_file("audit.yaml", &policy("audit-a", "audit", DENY_FORMAT));
+    let mut agent =
+        Agent::start_with("policy-audit", &declared(&nvme), 1 << 20, &["--policy", path.to_str().unwrap()])
+            .unwrap();
+    for _ in 0..3 {
+        assert_eq!(nvme_admin(&nvme, 0x80), ENOTTY, "audit mode never denies");
+    }
+    nvme_admin(&nvme, 0x06);
+    let s = agent.wait_audit_events(4).unwrap();
+    let count = |s: &fwctl_guard_tests::metrics::Scrape, verdict, rule| {
+        s.sum(
+            "fwctl_guard_commands_total",
+            &[("opcode_name", "format-nvm"), ("verdict", verdict), ("rule", rule)],
+        )
+    };
+    assert_eq!(count(&s, "would_deny", "no-format"), 3.0, "{}", s.text);
+    assert_eq!(
+        s.sum(
+            "fwctl_guard_commands_total",
+            &[("opcode_name", "identify"), ("verdict", "allow"), ("rule", "default")]
+        ),
+        1.0
+    );
+    assert_eq!(s.sum("fwctl_guard_policy_info", &[("name", "audit-a"), ("version", "1")]), 1.0);
+    assert_eq!(s.sum("fwctl_guard_policy_generation", &[]), 1.0);
+    assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 0.0);
+
+    // A broken file is rejected: the running policy stays, the failure is counted.
+    policy_file(
+        "audit.yaml",
+        "version: 1\nname: broken\nmode: audit\ndefault: allow\nrules:\n  - name: x\n    action: explode\n",
+    );
+    let s = agent.reload(1, 1).unwrap();
+    assert_eq!(s.sum("fwctl_guard_policy_generation", &[]), 1.0);
+    assert!(agent.output().contains("action"), "the rejection says why:\n{}", agent.output());
+    nvme_admin(&nvme, 0x80);
+    // A good file switches verdicts; counters carry on.
+    policy_file("audit.yaml", &policy("audit-b", "audit", ALLOW_FORMAT));
+    agent.reload(2, 1).unwrap();
+    nvme_admin(&nvme, 0x80);
+    let s = agent.wait_audit_events(6).unwrap();
+    assert_eq!(count(&s, "would_deny", "no-format"), 4.0, "{}", s.text);
+    assert_eq!(count(&s, "audit", "format-ok"), 1.0, "{}", s.text);
+    assert_eq!(s.sum("fwctl_guard_policy_info", &[("name", "audit-b")]), 1.0);
+    assert_eq!(s.sum("fwctl_guard_policy_info", &[("name", "audit-a")]), 0.0);
+    agent.stop().unwrap();
+    let verdicts: Vec<String> =
+        agent.audit_records().unwrap().iter().map(|r| r["verdict"].as_str().unwrap().to_string()).collect();
+    assert_eq!(verdicts.iter().filter(|v| *v == "would_deny").count(), 4, "{verdicts:?}");
+}
+
+#[test]
+fn reload_loop_every_command_is_evaluated_under_exactly_one_policy() {
+    if !can_load_bpf("reload_loop_every_command_is_evaluated_under_exactly_one_policy") {
+        return;
+    }
+    const SWAPS: u64 = 100;
+    let nvme = Arc::new(StandIn::new().unwrap());
+    let one =
+        policy("one", "audit", "  - name: rule-one\n    action: audit\n    match: {class: nvme-admin}\n");
+    let two =
+        policy("two", "audit", "  - name: rule-two\n    action: deny\n    match: {class: nvme-admin}\n");
+    let path = policy_file("loop.yaml", &one);
+    let agent =
+        Agent::start_with("policy-loop", &declared(&nvme), 8 << 20, &["--policy", path.to_str().unwrap()])
+            .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (nvme, stop, issued) = (nvme.clone(), stop.clone(), issued.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                nvme_admin(&nvme, 0x06);
+                issued.fetch_add(1, Ordering::Relaxed);
+                // Continuous, but leaves the agent CPU to reload on a 2-vCPU machine.
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    for generation in 2..=SWAPS + 1 {
+        policy_file("loop.yaml", if generation % 2 == 0 { &two } else { &one });
+        agent.reload(generation, 0).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let issued = issued.load(Ordering::Relaxed) as f64;
+    let s = agent.wait_audit_events(issued as u64).unwrap();
+    let under = |rule, verdict| s.sum("fwctl_guard_commands_total", &[("rule", rule), ("verdict", verdict)]);
+    let (a, b) = (under("rule-one", "audit"), under("rule-two", "would_deny"));
+    assert!(a > 0.0 && b > 0.0, "commands ran under both policies: {a} {b}");
+    assert_eq!(a + b, issued, "every command under exactly one of the two policies\n{}", s.text);
+    assert_eq!(s.sum("fwctl_guard_commands_total", &[]), issued, "none unevaluated or under another rule");
+    // SIGHUP and the file watcher may both reload one write: at least one per swap.
+    assert!(s.sum("fwctl_guard_policy_generation", &[]) >= (SWAPS + 1) as f64);
+}
+
+#[test]
+fn enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_elsewhere() {
+    if !can_load_bpf("enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_elsewhere") {
+        return;
+    }
+    let nvme = StandIn::new().unwrap();
+    let path = policy_file("enforce.yaml", &policy("enforce", "enforce", DENY_FORMAT));
+    let args = ["--policy", path.to_str().unwrap()];
+    if lsm_available(&agent_binary()) {
+        let mut agent = Agent::start_with("policy-enforce", &declared(&nvme), 1 << 20, &args).unwrap();
+        assert_eq!(nvme_admin(&nvme, 0x80), EPERM, "denied before the driver");
+        assert_eq!(nvme_admin(&nvme, 0x06), ENOTTY, "other commands reach the driver");
+        let s = agent.wait_audit_events(2).unwrap();
+        assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 1.0);
+        let denied =
+            [("opcode_name", "format-nvm"), ("verdict", "deny"), ("rule", "no-format"), ("result", "error")];
+        assert_eq!(s.sum("fwctl_guard_commands_total", &denied), 1.0, "{}", s.text);
+        agent.stop().unwrap();
+        let records = agent.audit_records().unwrap();
+        let r = records.iter().find(|r| r["opcode_name"] == "format-nvm").unwrap();
+        assert_eq!((r["verdict"].as_str(), r["ret"].as_i64()), (Some("deny"), Some(-(EPERM as i64))), "{r}");
+    } else {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        eprintln!("kernel {} refuses BPF LSM: checking the refusal and the audit-only path", kernel.trim());
+        let err =
+            Agent::start_with("policy-enforce-refused", &declared(&nvme), 1 << 20, &args).err().unwrap();
+        let err = format!("{err:#}");
+        assert!(err.contains("enforce mode") && err.contains("--allow-audit-only"), "{err}");
+        let with = ["--policy", path.to_str().unwrap(), "--allow-audit-only"];
+        let mut agent = Agent::start_with("policy-audit-only", &declared(&nvme), 1 << 20, &with).unwrap();
+        assert_eq!(nvme_admin(&nvme, 0x80), ENOTTY, "nothing can be denied here");
+        let s = agent.wait_audit_events(1).unwrap();
+        assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 0.0);
+        assert_eq!(
+            s.sum("fwctl_guard_commands_total", &[("verdict", "would_deny"), ("rule", "no-format")]),
+            1.0
+        );
+        agent.stop().unwrap();
+    }
+}
+
+/// The shipped policies, embedded so the check also runs where the repository is not
+/// (the VM guests), written to a directory like the one config management deploys.
+fn shipped_policies() -> PathBuf {
+    for (name, text) in [
+        ("default.yaml", include_str!("../../policies/default.yaml")),
+        ("fleet-baseline.yaml", include_str!("../../policies/fleet-baseline.yaml")),
+        ("strict.yaml", include_str!("../../policies/strict.yaml")),
+    ] {
+        policy_file(&format!("shipped/{name}"), text);
+    }
+    policy_file("shipped/.keep", "").parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn policy_check_for_config_management() {
+    let shipped = shipped_policies();
+    let out = Command::new(agent_binary()).args(["policy", "check"]).arg(&shipped).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let bad = policy_file("bad.yaml", "version: 1\nname: bad\nmode: enforce\ndefault: allow\nrules:\n  - name: x\n    action: deny\n    match: {class: nvme-admin, opcode: formatnvm}\n");
+    let out = Command::new(agent_binary()).args(["policy", "check"]).arg(&bad).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("bad.yaml:8:") && text.contains("format-nvm"),
+        "file:line:col and a suggestion: {text}"
+    );
+    let out = Command::new(agent_binary())
+        .args(["policy", "check", "--format", "json"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["files"][0]["valid"], false);
+    assert_eq!(json["files"][0]["errors"][0]["line"], 8);
+    let out = Command::new(agent_binary())
+        .args(["policy", "explain"])
+        .arg(shipped.join("fleet-baseline.yaml"))
+        .args(["--class", "nvme-admin", "--opcode", "sanitize", "--uid", "1000", "--comm", "nvme"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict: deny") && text.contains("nvme-destructive"), "{text}");
+    // A rollout review: default (audit everything) -> fleet-baseline.
+    let out = Command::new(agent_binary())
+        .args(["policy", "diff"])
+        .arg(shipped.join("default.yaml"))
+        .arg(shipped.join("fleet-baseline.yaml"))
+        .args(["--uid", "1000", "--comm", "nvme"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let format = text
+        .lines()
+        .find(|l| l.starts_with("nvme-admin") && l.contains("format-nvm"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(format.contains("audit [default] -> deny [nvme-destructive]"), "{format}");
+    let identify = text.lines().find(|l| l.starts_with("nvme-admin") && l.contains(" identify "));
+    assert!(identify.is_some_and(|l| l.contains("-> allow [nvme-admin-reads]")), "{text}");
+    assert!(text.lines().last().unwrap().contains("change verdict"), "{text}");
+}
