@@ -113,7 +113,12 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        Self::parse(&text).with_context(|| format!("{}: invalid configuration", path.display()))
+        let mut config =
+            Self::parse(&text).with_context(|| format!("{}: invalid configuration", path.display()))?;
+        if let (Some(policy), Some(dir)) = (&config.policy, path.parent()) {
+            config.policy = Some(dir.join(policy));
+        }
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<Self> {
@@ -220,6 +225,16 @@ mod tests {
         assert_eq!(config.devices[0].driver().unwrap(), driver::MLX5);
         assert_eq!(parse_major_minor(config.devices[1].major_minor.as_deref().unwrap()).unwrap(), (259, 1));
         assert!(config.devices[1].block);
+    }
+
+    #[test]
+    fn policy_path_is_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("fwctl-guard-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("c.yaml"), "policy: ../policies/default.yaml\n").unwrap();
+        let config = Config::load(&dir.join("c.yaml")).unwrap();
+        assert_eq!(config.policy, Some(dir.join("../policies/default.yaml")));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
