@@ -152,11 +152,7 @@ impl Cx<'_> {
             return Some(found);
         }
         let labels: Vec<&str> = all.iter().map(|v| label(*v)).collect();
-        let mut message = format!("unknown {what} '{text}'; expected {}", one_of(&labels));
-        if let Some(hint) = names::suggest(text, labels.iter().copied()) {
-            message.push_str(&format!("; did you mean '{hint}'?"));
-        }
-        self.error(node, field, message);
+        self.error(node, field, unknown_name(what, text, &labels));
         None
     }
 
@@ -389,11 +385,7 @@ impl Cx<'_> {
             return Some(id);
         }
         let labels: Vec<&str> = all.iter().map(|v| label(*v)).collect();
-        let mut message = format!("unknown {what} '{text}'; expected {}", one_of(&labels));
-        if let Some(hint) = names::suggest(text, labels.iter().copied()) {
-            message.push_str(&format!("; did you mean '{hint}'?"));
-        }
-        self.error(node, field, message);
+        self.error(node, field, unknown_name(what, text, &labels));
         None
     }
 
@@ -428,4 +420,13 @@ fn dedup(mut sels: Vec<OpcodeSel>) -> Vec<OpcodeSel> {
     let mut seen = std::collections::HashSet::new();
     sels.retain(|s| seen.insert(*s));
     sels
+}
+
+/// "unknown WHAT 'TEXT'; expected one of ...; did you mean '...'?"
+fn unknown_name(what: &str, text: &str, labels: &[&str]) -> String {
+    let mut message = format!("unknown {what} '{text}'; expected {}", one_of(labels));
+    if let Some(hint) = names::suggest(text, labels.iter().copied()) {
+        message.push_str(&format!("; did you mean '{hint}'?"));
+    }
+    message
 }
