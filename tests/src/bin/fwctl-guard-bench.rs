@@ -104,6 +104,10 @@ fn main() -> Result<()> {
     let work = Workload { nvme: StandIn::new()?, pipe, identify: nvme_passthru(0x06, 0, 1, false) };
     let declared = [Declared { major_minor: work.nvme.major_minor(), class: "nvme", driver: "nvme" }];
 
+    // The agent runs the shipped fleet baseline, so the passthrough cost includes the
+    // policy decision (audit-only here: this host's kernel has no BPF LSM).
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/fleet-baseline.yaml");
+    let agent_args = ["--policy", policy, "--allow-audit-only"];
     let mut off: [Vec<f64>; 3] = Default::default();
     let mut on: [Vec<f64>; 3] = Default::default();
     for round in 0..args.rounds {
@@ -111,7 +115,8 @@ fn main() -> Result<()> {
         for (i, v) in work.measure(args.iterations).into_iter().enumerate() {
             off[i].push(v);
         }
-        let mut agent = Agent::start("bench", &declared, 8 << 20).context("starting the agent")?;
+        let mut agent =
+            Agent::start_with("bench", &declared, 8 << 20, &agent_args).context("starting the agent")?;
         for (i, v) in work.measure(args.iterations).into_iter().enumerate() {
             on[i].push(v);
         }
@@ -119,7 +124,10 @@ fn main() -> Result<()> {
     }
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!("fwctl-guard bench: kernel {}, hook: syscall tracepoints", kernel.trim());
+    println!(
+        "fwctl-guard bench: kernel {}, hook: syscall tracepoints, policy: fleet-baseline",
+        kernel.trim()
+    );
     println!(
         "{} calls x {} rounds, median ns per call, agent off and on measured side by side",
         args.iterations, args.rounds
@@ -132,7 +140,7 @@ fn main() -> Result<()> {
     }
 
     // Sustained rate with exact counts.
-    let agent = Agent::start("bench-rate", &declared, 8 << 20)?;
+    let agent = Agent::start_with("bench-rate", &declared, 8 << 20, &agent_args)?;
     let work = Arc::new(work);
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
