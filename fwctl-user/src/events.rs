@@ -41,10 +41,7 @@ pub async fn run(
         event.flags |= event_flag::NO_EXIT;
         event
     }) {
-        match log.write(&AuditRecord::from_event(&event, epoch)) {
-            Ok(()) => metrics.audit_events_written.inc(),
-            Err(_) => metrics.audit_errors.with_label_values(&["write"]).inc(),
-        }
+        write(&event, epoch, &mut log, &metrics);
     }
     log.flush()?;
     Ok(())
@@ -58,17 +55,22 @@ pub fn drain(ring: &mut RingBuf<MapData>, log: &mut AuditLog, metrics: &AgentMet
             metrics.audit_errors.with_label_values(&["bad_record"]).inc();
             continue;
         };
-        match log.write(&AuditRecord::from_event(&event, epoch)) {
-            Ok(()) => metrics.audit_events_written.inc(),
-            Err(e) => {
-                metrics.audit_errors.with_label_values(&["write"]).inc();
-                log::warn!("audit log write failed: {e}");
-            }
-        }
+        write(&event, epoch, log, metrics);
     }
     if let Err(e) = log.flush() {
         metrics.audit_errors.with_label_values(&["flush"]).inc();
         log::warn!("audit log flush failed: {e}");
+    }
+}
+
+/// Append one event to the audit log, counting it as written or failed.
+fn write(event: &Event, epoch: SystemTime, log: &mut AuditLog, metrics: &AgentMetrics) {
+    match log.write(&AuditRecord::from_event(event, epoch)) {
+        Ok(()) => metrics.audit_events_written.inc(),
+        Err(e) => {
+            metrics.audit_errors.with_label_values(&["write"]).inc();
+            log::warn!("audit log write failed: {e}");
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use fwctl_common::model::{
-    class, decode_status, driver, origin, result, scope, stat, verdict, CounterKey, MailboxKey,
+    class, decode_status, driver, ioctl, origin, result, scope, stat, verdict, CounterKey, MailboxKey,
 };
 use prometheus::{
     core::{Collector, Desc},
@@ -146,9 +146,7 @@ pub fn mailbox_labels(key: &MailboxKey) -> [String; 5] {
     [
         class::label(key.class).to_string(),
         labels::opcode(opcode),
-        labels::catalog_for(key.class, driver::NVME)
-            .and_then(|c| c.name(opcode))
-            .unwrap_or("unknown")
+        labels::opcode_name(key.class, driver::NVME, ioctl::NVME_ADMIN_CMD, opcode, decode_status::OK)
             .to_string(),
         origin::label(key.origin).to_string(),
         if key.status == 0 { "success".to_string() } else { format!("0x{:04x}", key.status) },

@@ -35,10 +35,10 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
         file_inode: member("file", "f_inode")?,
         inode_rdev: member("inode", "i_rdev")?,
         inode_mode: member("inode", "i_mode")?,
-        sys_enter_fd: field(&enter, "fd")?,
-        sys_enter_cmd: field(&enter, "cmd")?,
-        sys_enter_arg: field(&enter, "arg")?,
-        sys_exit_ret: field(&exit, "ret")?,
+        sys_enter_fd: field(&enter, "fd", &[8])?,
+        sys_enter_cmd: field(&enter, "cmd", &[8])?,
+        sys_enter_arg: field(&enter, "arg", &[8])?,
+        sys_exit_ret: field(&exit, "ret", &[8])?,
         pt_regs_si: member("pt_regs", "si")?,
         pt_regs_cx: member("pt_regs", "cx")?,
         agent_tgid: std::process::id(),
@@ -57,13 +57,7 @@ pub fn resolve_nvme(offsets: &mut KernelOffsets) -> Result<bool> {
     // The programs read ctrl_id/qid as 32-bit, opcode as 8-bit, and cid/status as 16-bit
     // values; a wider little-endian field holds the same value in its low bytes (6.1 and
     // 7.2 declare nvme_complete_rq's cid as int, others as u16).
-    let at = |f: &EventFormat, name: &str, sizes: &[u32]| -> Result<u32> {
-        let field = f.field(name)?;
-        if !sizes.contains(&field.size) {
-            bail!("tracefs: {}.{name} is {} bytes, expected one of {sizes:?}", f.name, field.size);
-        }
-        Ok(field.offset)
-    };
+    let at = field;
     offsets.nvme_setup_ctrl_id = at(&setup, "ctrl_id", &[4])?;
     offsets.nvme_setup_qid = at(&setup, "qid", &[4])?;
     offsets.nvme_setup_opcode = at(&setup, "opcode", &[1])?;
@@ -75,10 +69,11 @@ pub fn resolve_nvme(offsets: &mut KernelOffsets) -> Result<bool> {
     Ok(true)
 }
 
-fn field(format: &EventFormat, name: &str) -> Result<u32> {
+/// Offset of tracepoint field `name`, refusing a width the programs do not read.
+fn field(format: &EventFormat, name: &str, sizes: &[u32]) -> Result<u32> {
     let field = format.field(name)?;
-    if field.size != 8 {
-        bail!("tracefs: {}.{name} is {} bytes, expected 8", format.name, field.size);
+    if !sizes.contains(&field.size) {
+        bail!("tracefs: {}.{name} is {} bytes, expected one of {sizes:?}", format.name, field.size);
     }
     Ok(field.offset)
 }
