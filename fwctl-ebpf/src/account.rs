@@ -11,26 +11,31 @@ use fwctl_common::{
 
 use crate::maps::{count_stat, decrement, increment, COUNTERS, EVENTS};
 
-/// Fill in who sent the command, on which device, and when (the command itself is
-/// decoded into `event.command` by the caller). Fills in place: the event is the largest
-/// thing on the hook's stack and must not be copied.
+/// Fill in who sent the command (the `subject` the policy saw), on which device, and when
+/// (the command itself is already in `event.command`). Fills in place: the event is the
+/// largest thing on the hook's stack and must not be copied.
 #[inline(always)]
-pub fn fill_subject(event: &mut Event, cmd: u32, rdev: u32, flags: u32, hook: u8, verdict: u8) {
+pub fn fill_event(
+    event: &mut Event,
+    subject: &Subject,
+    cmd: u32,
+    rdev: u32,
+    flags: u32,
+    hook: u8,
+    verdict: u8,
+) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
-    // SAFETY: helpers without preconditions.
-    unsafe {
-        event.start_ns = bpf_ktime_get_ns();
-        event.cgroup_id = bpf_get_current_cgroup_id();
-    }
+    // SAFETY: helper without preconditions.
+    event.start_ns = unsafe { bpf_ktime_get_ns() };
+    event.cgroup_id = subject.cgroup_id;
     event.pid = (pid_tgid >> 32) as u32;
     event.tid = pid_tgid as u32;
-    event.uid = uid_gid as u32;
-    event.gid = (uid_gid >> 32) as u32;
+    event.uid = subject.uid;
+    event.gid = subject.gid;
     event.rdev = rdev;
     event.flags = flags;
     event.cmd = cmd;
-    event.comm = bpf_get_current_comm().unwrap_or_default();
+    event.comm = subject.comm;
     event.verdict = verdict;
     event.hook = hook;
 }

@@ -12,7 +12,7 @@ use fwctl_common::{
     model::{decode_status, event_flag, stat, verdict, Command, Event, KernelOffsets},
 };
 
-use fwctl_common::policy::decide;
+use fwctl_common::policy::{decide, Subject};
 
 use crate::{
     account, command,
@@ -66,6 +66,7 @@ pub fn begin<C: EbpfContext>(
         can_deny: can_deny as u8,
         verdict: verdict::ALLOW,
         rule_id: 0,
+        subject: Subject::default(),
     };
     apply_policy(&decoded, &mut seen);
     park(ctx, &decoded, &seen)
@@ -81,9 +82,11 @@ struct Seen {
     flags: u32,
     hook: u8,
     can_deny: u8,
-    /// Set by `apply_policy`.
+    /// Set by `apply_policy`: its decision, and the sending task it was made for (read
+    /// once, reused for the event).
     verdict: u8,
     rule_id: u16,
+    subject: Subject,
 }
 
 /// Build the event for a decoded command, decide, count it as seen and park it for the
@@ -93,7 +96,7 @@ struct Seen {
 #[inline(never)]
 fn park<C: EbpfContext>(ctx: &C, decoded: &Command, seen: &Seen) -> u8 {
     let mut event = Event { command: *decoded, rule_id: seen.rule_id, ..Event::default() };
-    account::fill_subject(&mut event, seen.cmd, seen.rdev, seen.flags, seen.hook, seen.verdict);
+    account::fill_event(&mut event, &seen.subject, seen.cmd, seen.rdev, seen.flags, seen.hook, seen.verdict);
     account::count_seen(&event);
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(stale) = INFLIGHT.get_ptr_mut(&pid_tgid) {
@@ -118,8 +121,8 @@ fn park<C: EbpfContext>(ctx: &C, decoded: &Command, seen: &Seen) -> u8 {
 /// from it, so the policy walk's frame never stacks on the event's.
 #[inline(never)]
 fn apply_policy(command: &Command, seen: &mut Seen) -> u8 {
-    let subject = account::current_subject(seen.rdev, seen.flags);
-    let decision = decide(&policy::Maps, &policy::header(), command, &subject, seen.can_deny != 0);
+    seen.subject = account::current_subject(seen.rdev, seen.flags);
+    let decision = decide(&policy::Maps, &policy::header(), command, &seen.subject, seen.can_deny != 0);
     seen.verdict = decision.verdict;
     seen.rule_id = decision.rule_id;
     decision.verdict
