@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod catalog;
 pub mod decode;
+pub mod effects;
 pub mod model;
 pub mod policy;
 
@@ -25,4 +26,5 @@ mod pod {
     unsafe impl aya::Pod for crate::policy::PolicyHeader {}
     unsafe impl aya::Pod for crate::policy::CompiledRule {}
     unsafe impl aya::Pod for crate::policy::IndexKey {}
+    unsafe impl aya::Pod for crate::effects::EffectsKey {}
 }

@@ -280,6 +280,8 @@ pub struct Command {
     pub scope: u8,
     pub decode: u8,
     pub _pad: [u8; 3],
+    /// CXL Get/Set Feature: the feature's UUID (per-feature effects, audit); else zero.
+    pub feature: [u8; 16],
 }
 
 impl Command {
@@ -296,6 +298,7 @@ impl Command {
             scope: scope::NONE,
             decode: decode_status::OK,
             _pad: [0; 3],
+            feature: [0; 16],
         }
     }
 }
@@ -361,14 +364,16 @@ pub struct Event {
     pub flags: u32,
     /// The raw ioctl number.
     pub cmd: u32,
-    pub _pad0: u32,
+    /// What the device declares about this command (`effects::declared_effects`); 0
+    /// unless the active policy has effects rules.
+    pub effects: u32,
     pub command: Command,
     pub comm: [u8; 16],
     pub verdict: u8,
     pub hook: u8,
     /// The policy rule that decided (`policy::rule_id`).
     pub rule_id: u16,
-    pub _pad1: [u8; 4],
+    pub _pad1: [u8; 8],
 }
 
 /// What the agent knows about a device node (value of the device map).
@@ -486,9 +491,9 @@ mod tests {
 
     #[test]
     fn struct_sizes_are_stable() {
-        assert_eq!(core::mem::size_of::<Command>(), 28);
+        assert_eq!(core::mem::size_of::<Command>(), 44);
         assert_eq!(core::mem::size_of::<CounterKey>(), 16);
-        assert_eq!(core::mem::size_of::<Event>(), 120);
+        assert_eq!(core::mem::size_of::<Event>(), 136);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 4);
         assert_eq!(core::mem::size_of::<MailboxKey>(), 8);
         assert_eq!(core::mem::size_of::<MailboxPending>(), 8);

@@ -11,7 +11,10 @@
 //! [`MAX_RULES`] candidate rules, each a fixed number of comparisons (at most
 //! [`MAX_VALUES`] per field).
 
-use crate::model::{decode_status, verdict, Command};
+use crate::{
+    effects::{declared_effects, effect, EffectsSource},
+    model::{decode_status, verdict, Command},
+};
 
 /// Rules per policy (a candidate set is one u64 bitmap).
 pub const MAX_RULES: usize = 64;
@@ -59,6 +62,9 @@ pub struct PolicyHeader {
     pub on_undecodable: u8,
     /// 1 once a policy is loaded.
     pub loaded: u8,
+    /// 1 when a rule matches on declared effects: only then are they looked up.
+    pub uses_effects: u8,
+    pub _pad: [u8; 7],
 }
 
 /// An opcode in a `not:` block: class-specific, like the index.
@@ -87,9 +93,15 @@ pub struct Matcher {
     pub n_comms: u8,
     pub n_cgroups: u8,
     pub n_devices: u8,
-    pub _pad: [u8; 3],
+    /// [`declared::ANY`], [`declared::UNDECLARED`] or [`declared::DECLARED`].
+    pub declared: u8,
+    pub _pad: [u8; 2],
     /// Bit `1 << driver` (drivers < 32).
     pub driver_mask: u32,
+    /// `effects::effect` bits: at least one of `effects_any` (if any) and every one of
+    /// `effects_all` must be declared for the command.
+    pub effects_any: u32,
+    pub effects_all: u32,
     pub opcodes: [OpcodeEntry; MAX_VALUES],
     pub op_mods: [u32; MAX_VALUES],
     pub uids: [u32; MAX_VALUES],
@@ -98,6 +110,15 @@ pub struct Matcher {
     pub devices: [u64; MAX_VALUES],
     pub cgroups: [u64; MAX_VALUES],
     pub comms: [[u8; 16]; MAX_VALUES],
+}
+
+/// `Matcher::declared`: whether the device must (not) list the command.
+pub mod declared {
+    pub const ANY: u8 = 0;
+    /// The device's effects are known and it does not list the opcode (`undeclared: true`).
+    pub const UNDECLARED: u8 = 1;
+    /// The device lists the opcode (`undeclared: false`).
+    pub const DECLARED: u8 = 2;
 }
 
 /// Scope bit for commands without a fwctl scope (and out-of-range scopes).
@@ -142,10 +163,14 @@ pub struct Subject {
     pub cgroup_id: u64,
     /// `model::device_key(block, major, minor)` of the node.
     pub device: u64,
+    /// What the node's device declares about the command (`effects::declared_effects`),
+    /// set by [`evaluate`] when the policy has effects rules.
+    pub effects: u32,
+    pub _pad: u32,
 }
 
-/// Where [`decide`] gets the rules and the index from.
-pub trait RuleSource {
+/// Where [`decide`] gets the rules, the index and the devices' declared effects from.
+pub trait RuleSource: EffectsSource {
     /// The candidate bitmap stored for `key` (0 if none).
     fn candidates(&self, key: &IndexKey) -> u64;
     /// The first rule, in policy order, among `candidates` of `slot` for which
@@ -202,6 +227,21 @@ pub fn verdict_of(action: u8, policy_mode: u8, can_deny: bool) -> u8 {
     }
 }
 
+/// Look up what the device declares about the command when the policy needs it (into
+/// `subject.effects`), then [`decide`]. The one entry point of the kernel and `explain`.
+#[inline(always)]
+pub fn evaluate<S: RuleSource>(
+    source: &S,
+    header: &PolicyHeader,
+    command: &Command,
+    subject: &mut Subject,
+    can_deny: bool,
+) -> Decision {
+    subject.effects =
+        if header.uses_effects != 0 { declared_effects(source, subject.device, command) } else { 0 };
+    decide(source, header, command, subject, can_deny)
+}
+
 /// Evaluate the active policy for a command: first matching candidate rule decides,
 /// else the policy's default; undecodable commands get `on_undecodable`.
 #[inline(always)]
@@ -252,12 +292,37 @@ pub fn matches(m: &Matcher, command: &Command, subject: &Subject) -> bool {
     if m.n_opcodes != 0 && !opcode_in(&m.opcodes, m.n_opcodes, command) {
         return false;
     }
+    if !effects_match(m, subject.effects) {
+        return false;
+    }
     any_of(&m.op_mods, m.n_op_mods, command.op_mod)
         && any_of(&m.uids, m.n_uids, subject.uid)
         && any_of(&m.gids, m.n_gids, subject.gid)
         && any_of(&m.devices, m.n_devices, subject.device)
         && any_of(&m.cgroups, m.n_cgroups, subject.cgroup_id)
         && any_of(&m.comms, m.n_comms, subject.comm)
+}
+
+/// The matcher's effects conditions against what the device declared. Nothing matches
+/// when the device's effects are unknown; `effects` conditions need a declared command.
+#[inline(always)]
+fn effects_match(m: &Matcher, word: u32) -> bool {
+    if m.declared == declared::ANY && m.effects_any == 0 && m.effects_all == 0 {
+        return true;
+    }
+    if word & effect::KNOWN == 0 {
+        return false;
+    }
+    let is_declared = word & effect::DECLARED != 0;
+    match m.declared {
+        declared::UNDECLARED if is_declared => return false,
+        declared::DECLARED if !is_declared => return false,
+        _ => {}
+    }
+    if (m.effects_any != 0 || m.effects_all != 0) && !is_declared {
+        return false;
+    }
+    (m.effects_any == 0 || word & m.effects_any != 0) && word & m.effects_all == m.effects_all
 }
 
 /// True when `n` is 0 (field unconstrained) or one of the first `n` values equals `value`.
@@ -306,6 +371,13 @@ mod tests {
     struct Tables {
         index: BTreeMap<IndexKey, u64>,
         rules: Vec<CompiledRule>,
+        effects: BTreeMap<crate::effects::EffectsKey, u32>,
+    }
+
+    impl EffectsSource for Tables {
+        fn stored_effects(&self, key: &crate::effects::EffectsKey) -> Option<u32> {
+            self.effects.get(key).copied()
+        }
     }
 
     impl RuleSource for Tables {
@@ -325,6 +397,8 @@ mod tests {
             default_action,
             on_undecodable: action::DENY,
             loaded: 1,
+            uses_effects: 1,
+            _pad: [0; 7],
         }
     }
 
@@ -416,9 +490,51 @@ mod tests {
     }
 
     #[test]
+    fn effects_rules_judge_what_the_device_declares() {
+        use crate::effects::{effect, EffectsKey};
+        let dev = 42;
+        let mut t = Tables::default();
+        // Rule 0: deny any data or config change; rule 1: deny undeclared opcodes.
+        let mut by_effect = CompiledRule { rule_id: 30, action: action::DENY, ..Default::default() };
+        by_effect.matcher.effects_any = effect::DATA_CHANGE_IMMEDIATE | effect::CONFIG_CHANGE_IMMEDIATE;
+        let mut undeclared = CompiledRule { rule_id: 31, action: action::DENY, ..Default::default() };
+        undeclared.matcher.declared = declared::UNDECLARED;
+        t.rules = std::vec![by_effect, undeclared];
+        t.index.insert(IndexKey::new(0, class::NVME_ADMIN, ANY_DRIVER, ANY_OPCODE), 0b11);
+        t.effects.insert(EffectsKey::table(dev, class::NVME_ADMIN), 0);
+        t.effects.insert(EffectsKey::new(dev, class::NVME_ADMIN, 0x06, [0; 16]), 0);
+        t.effects.insert(
+            EffectsKey::new(dev, class::NVME_ADMIN, 0x80, [0; 16]),
+            effect::LOGICAL_BLOCK_CONTENT_CHANGE | effect::DATA_CHANGE_IMMEDIATE,
+        );
+        let h = header(action::ALLOW, mode::ENFORCE);
+        let run = |opcode: u32, device: u64| {
+            let mut subject = Subject { device, ..Default::default() };
+            let d = evaluate(&t, &h, &Command { opcode, ..format_nvm() }, &mut subject, true);
+            (d.rule_id, subject.effects & (effect::DECLARED | effect::KNOWN))
+        };
+        assert_eq!(run(0x80, dev), (30, effect::DECLARED | effect::KNOWN), "Format NVM by its effects");
+        assert_eq!(run(0x06, dev), (rule_id::DEFAULT, effect::DECLARED | effect::KNOWN), "Identify");
+        assert_eq!(run(0xc5, dev), (31, effect::KNOWN), "vendor opcode the device does not list");
+        assert_eq!(run(0x80, dev + 1), (rule_id::DEFAULT, 0), "unknown device: effects rules never match");
+        // all-of: every bit must be declared.
+        let mut t2 = t;
+        t2.rules[0].matcher.effects_any = 0;
+        t2.rules[0].matcher.effects_all = effect::DATA_CHANGE_IMMEDIATE | effect::SECURITY_STATE_CHANGE;
+        let mut subject = Subject { device: dev, ..Default::default() };
+        let d = evaluate(&t2, &h, &format_nvm(), &mut subject, true);
+        assert_eq!(d.rule_id, rule_id::DEFAULT);
+        // Without effects rules nothing is looked up.
+        let quiet = PolicyHeader { uses_effects: 0, ..h };
+        let mut subject = Subject { device: dev, ..Default::default() };
+        evaluate(&t2, &quiet, &format_nvm(), &mut subject, true);
+        assert_eq!(subject.effects, 0);
+    }
+
+    #[test]
     fn compiled_structs_have_stable_sizes() {
         assert_eq!(core::mem::size_of::<IndexKey>(), 8);
-        assert_eq!(core::mem::size_of::<PolicyHeader>(), 16);
+        assert_eq!(core::mem::size_of::<PolicyHeader>(), 24);
         assert_eq!(core::mem::size_of::<Matcher>() % 8, 0);
     }
 }

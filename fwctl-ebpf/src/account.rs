@@ -36,6 +36,7 @@ pub fn fill_event(
     event.flags = flags;
     event.cmd = cmd;
     event.comm = subject.comm;
+    event.effects = subject.effects;
     event.verdict = verdict;
     event.hook = hook;
 }
@@ -51,6 +52,8 @@ pub fn current_subject(rdev: u32, flags: u32) -> Subject {
         // SAFETY: helper without preconditions.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         device: device_key(flags & event_flag::BLOCK_DEVICE != 0, rdev_major(rdev), rdev_minor(rdev)),
+        effects: 0,
+        _pad: 0,
     }
 }
 

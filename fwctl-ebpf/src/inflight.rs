@@ -12,7 +12,7 @@ use fwctl_common::{
     model::{decode_status, event_flag, stat, verdict, Command, Event, KernelOffsets},
 };
 
-use fwctl_common::policy::{decide, Subject};
+use fwctl_common::policy::{evaluate, Subject};
 
 use crate::{
     account, command,
@@ -122,7 +122,7 @@ fn park<C: EbpfContext>(ctx: &C, decoded: &Command, seen: &Seen) -> u8 {
 #[inline(never)]
 fn apply_policy(command: &Command, seen: &mut Seen) -> u8 {
     seen.subject = account::current_subject(seen.rdev, seen.flags);
-    let decision = decide(&policy::Maps, &policy::header(), command, &seen.subject, seen.can_deny != 0);
+    let decision = evaluate(&policy::Maps, &policy::header(), command, &mut seen.subject, seen.can_deny != 0);
     seen.verdict = decision.verdict;
     seen.rule_id = decision.rule_id;
     decision.verdict

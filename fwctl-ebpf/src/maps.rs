@@ -6,6 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use fwctl_common::{
+    effects::EffectsKey,
     model::{stat, CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending},
     policy::{CompiledRule, IndexKey, PolicyHeader, MAX_RULES},
 };
@@ -41,6 +42,11 @@ pub static RULES: Array<CompiledRule> = Array::with_max_entries(2 * MAX_RULES as
 /// Candidate rules per (slot, class, driver, opcode).
 #[map]
 pub static POLICY_INDEX: HashMap<IndexKey, u64> = HashMap::with_max_entries(16384, 0);
+
+/// What each device node declares about its opcodes (written by the agent from the CXL
+/// CEL, CXL Get Supported Features and the NVMe effects log).
+#[map]
+pub static EFFECTS: HashMap<EffectsKey, u32> = HashMap::with_max_entries(16384, 0);
 
 /// Failure counters, indexed by `stat::*`.
 #[map]

@@ -6,11 +6,12 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use fwctl_common::{
+    effects::{EffectsKey, EffectsSource},
     model::Command,
     policy::{rule_matches, CompiledRule, IndexKey, PolicyHeader, RuleSource, Subject, MAX_RULES},
 };
 
-use crate::maps::{POLICY, POLICY_INDEX, RULES};
+use crate::maps::{EFFECTS, POLICY, POLICY_INDEX, RULES};
 
 pub struct Maps;
 
@@ -45,6 +46,14 @@ extern "C" fn test_rule(index: u32, walk: *mut c_void) -> i64 {
 #[inline(always)]
 fn rule_at(slot: u32, index: u32) -> Option<&'static CompiledRule> {
     RULES.get(slot.saturating_mul(MAX_RULES as u32).saturating_add(index))
+}
+
+impl EffectsSource for Maps {
+    #[inline(always)]
+    fn stored_effects(&self, key: &EffectsKey) -> Option<u32> {
+        // SAFETY: plain data copied out.
+        unsafe { EFFECTS.get(key) }.copied()
+    }
 }
 
 impl RuleSource for Maps {

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::{
     abi::FWCTL_RPC_LEN,
+    effects::{CXL_GET_FEATURE, CXL_SET_FEATURE},
     model::{decode_status, driver, scope, Command},
 };
 
@@ -19,7 +20,14 @@ pub struct RpcLayout {
     pub opcode: Field,
     pub opcode_mask: u32,
     pub op_mod: Option<Field>,
+    /// The payload is a CXL mailbox input whose Get/Set Feature carries the feature UUID
+    /// at [`FEATURE_UUID_AT`].
+    pub cxl_features: bool,
 }
+
+/// `struct fwctl_rpc_cxl`: 16-byte header, then `cxl_mbox_{get,set}_feat_in` starting
+/// with the feature UUID. A constant, so the copy uses fixed stack offsets (6.1).
+pub const FEATURE_UUID_AT: usize = 16;
 
 /// One row per fwctl driver.
 pub const RPC_LAYOUTS: [RpcLayout; 4] = [
@@ -31,6 +39,7 @@ pub const RPC_LAYOUTS: [RpcLayout; 4] = [
         opcode: Field::be(0, 2),
         opcode_mask: 0xffff,
         op_mod: Some(Field::be(6, 2)),
+        cxl_features: false,
     },
     // CXL: struct fwctl_rpc_cxl, opcode u32 @0 (the kernel uses its low 16 bits).
     RpcLayout {
@@ -39,6 +48,7 @@ pub const RPC_LAYOUTS: [RpcLayout; 4] = [
         opcode: Field::le(0, 4),
         opcode_mask: 0xffff,
         op_mod: None,
+        cxl_features: true,
     },
     // bnxt: HWRM struct input, req_type le16 @0.
     RpcLayout {
@@ -47,6 +57,7 @@ pub const RPC_LAYOUTS: [RpcLayout; 4] = [
         opcode: Field::le(0, 2),
         opcode_mask: 0xffff,
         op_mod: None,
+        cxl_features: false,
     },
     // pds: struct fwctl_rpc_pds, in.op u32 @0 (command in bits 15:0), in.ep u32 @4.
     RpcLayout {
@@ -55,6 +66,7 @@ pub const RPC_LAYOUTS: [RpcLayout; 4] = [
         opcode: Field::le(0, 4),
         opcode_mask: 0xffff,
         op_mod: Some(Field::le(4, 4)),
+        cxl_features: false,
     },
 ];
 
@@ -103,6 +115,13 @@ pub fn decode_payload(head: &[u8; PAYLOAD_HEAD], command: &mut Command) {
     command.opcode = layout.opcode.read(head) & layout.opcode_mask;
     if let Some(op_mod) = layout.op_mod {
         command.op_mod = op_mod.read(head);
+    }
+    if layout.cxl_features && (command.opcode == CXL_GET_FEATURE || command.opcode == CXL_SET_FEATURE) {
+        let mut i = 0;
+        while i < 16 {
+            command.feature[i] = head[FEATURE_UUID_AT + i];
+            i += 1;
+        }
     }
 }
 
@@ -157,6 +176,21 @@ mod tests {
         let (command, _) = run(driver::CXL, &rpc(2, 48, 0x1000), &head);
         assert_eq!(command.opcode, 0x0502);
         assert_eq!(command.scope, scope::DEBUG_WRITE);
+    }
+
+    #[test]
+    fn cxl_feature_commands_carry_their_uuid() {
+        let mut head = Head::new().le32(0, 0x0502);
+        head.0[16..32].copy_from_slice(&[0xab; 16]);
+        let (command, _) = run(driver::CXL, &rpc(2, 48, 0x1000), &head);
+        assert_eq!(command.feature, [0xab; 16]);
+        // Other opcodes, and other drivers' payloads, carry none.
+        let mut head = Head::new().le32(0, 0x0500);
+        head.0[16..32].copy_from_slice(&[0xab; 16]);
+        assert_eq!(run(driver::CXL, &rpc(2, 48, 0x1000), &head).0.feature, [0; 16]);
+        let mut head = Head::new().be16(0, 0x0502);
+        head.0[16..32].copy_from_slice(&[0xab; 16]);
+        assert_eq!(run(driver::MLX5, &rpc(2, 48, 0x1000), &head).0.feature, [0; 16]);
     }
 
     #[test]
