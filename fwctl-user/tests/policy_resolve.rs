@@ -221,3 +221,21 @@ fn every_problem_is_reported_at_once() {
     ));
     assert!(e[4].starts_with("13:13: error: rules[1].action: unknown action 'nope'"));
 }
+
+#[test]
+fn effects_take_names_lists_and_any_all_blocks() {
+    use fwctl_common::effects::effect;
+    let m = matcher("{effects: security-state-change}");
+    assert_eq!((m.effects_any, m.effects_all, m.undeclared), (effect::SECURITY_STATE_CHANGE, 0, None));
+    let m = matcher("{effects: [lbcc, nic]}");
+    assert_eq!(m.effects_any, effect::LOGICAL_BLOCK_CONTENT_CHANGE | effect::NAMESPACE_INVENTORY_CHANGE);
+    let m = matcher("{effects: {any: [background], all: [data-change-immediate, log-change-immediate]}}");
+    assert_eq!(m.effects_any, effect::BACKGROUND);
+    assert_eq!(m.effects_all, effect::DATA_CHANGE_IMMEDIATE | effect::LOG_CHANGE_IMMEDIATE);
+    assert_eq!(matcher("{undeclared: true}").undeclared, Some(true));
+    assert_eq!(matcher("{undeclared: false}").undeclared, Some(false));
+    let m = matcher("{class: nvme-admin, not: {effects: background}}");
+    assert_eq!(m.not.unwrap().effects_any, effect::BACKGROUND);
+    assert!(matcher("{undeclared: true}").uses_effects());
+    assert!(!matcher("{class: nvme-admin}").uses_effects());
+}

@@ -256,3 +256,34 @@ fn policy_check_for_config_management() {
     assert!(identify.is_some_and(|l| l.contains("-> allow [nvme-admin-reads]")), "{text}");
     assert!(text.lines().last().unwrap().contains("change verdict"), "{text}");
 }
+
+/// `policy explain` judges a command by what the device declares, and says which effects
+/// decided: the fleet baseline refuses an opcode the device does not list and a CXL
+/// command the device declares a data change for, without naming either opcode.
+#[test]
+fn explain_shows_the_effects_that_decided() {
+    let fleet = shipped_policies().join("fleet-baseline.yaml");
+    let explain = |args: &[&str]| {
+        let out =
+            Command::new(agent_binary()).args(["policy", "explain"]).arg(&fleet).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let vendor = explain(&["--class", "nvme-admin", "--opcode", "0xc5", "--undeclared"]);
+    assert!(vendor.contains("verdict: deny (rule 'undeclared-vendor-commands'"), "{vendor}");
+    assert!(vendor.contains("matched on effects: the device does not list the opcode"), "{vendor}");
+    let unknown = explain(&["--class", "nvme-admin", "--opcode", "0xc5"]);
+    assert!(unknown.contains("device effects: unknown") && unknown.contains("verdict: audit"), "{unknown}");
+    let sanitize = explain(&[
+        "--class",
+        "cxl-mem",
+        "--opcode",
+        "0x4400",
+        "--effects",
+        "data-change-immediate,background",
+    ]);
+    assert!(sanitize.contains("verdict: deny (rule 'declared-destructive'"), "{sanitize}");
+    assert!(sanitize.contains("declared data-change-immediate"), "{sanitize}");
+    let quiet = explain(&["--class", "cxl-mem", "--opcode", "0x4400", "--effects", "background"]);
+    assert!(quiet.contains("verdict: audit (no rule matched"), "{quiet}");
+}

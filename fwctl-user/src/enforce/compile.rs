@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use fwctl_common::{
+    effects::{EffectsKey, EffectsSource},
     model::{class, device_key},
     policy::{
-        self, action, mode, CompiledRule, IndexKey, Matcher, OpcodeEntry, RuleSource, ANY_DRIVER, ANY_OPCODE,
-        MAX_RULES, MAX_VALUES, SCOPE_NONE_BIT,
+        self, action, declared, mode, CompiledRule, IndexKey, Matcher, OpcodeEntry, RuleSource, ANY_DRIVER,
+        ANY_OPCODE, MAX_RULES, MAX_VALUES, SCOPE_NONE_BIT,
     },
 };
 
@@ -34,6 +35,8 @@ pub struct CompiledPolicy {
     /// In policy order; rule `i` is bit `i` of the index bitmaps.
     pub rules: Vec<CompiledRule>,
     pub index: BTreeMap<(u8, u8, u32), u64>,
+    /// A rule (or its `not`) matches on declared effects: the kernel looks them up.
+    pub uses_effects: bool,
     /// Cgroup paths that did not exist at compile time (re-resolved on reload).
     pub unresolved_cgroups: Vec<String>,
 }
@@ -60,6 +63,10 @@ pub fn compile(policy: &Policy, ids: &RuleIds) -> Result<CompiledPolicy, Vec<Str
         on_undecodable: action_code(policy.on_undecodable),
         rules: Vec::new(),
         index: BTreeMap::new(),
+        uses_effects: policy
+            .rules
+            .iter()
+            .any(|r| r.matcher.uses_effects() || r.matcher.not.as_ref().is_some_and(|n| n.uses_effects())),
         unresolved_cgroups: Vec::new(),
     };
     for (i, rule) in policy.rules.iter().enumerate().take(MAX_RULES) {
@@ -145,6 +152,13 @@ fn matcher(m: &Match, with_selection: bool, unresolved: &mut Vec<String>) -> Res
         )
         .map_err(|n| format!("opcode: {n} values; a `not:` block holds at most {MAX_VALUES}"))?;
     }
+    out.effects_any = m.effects_any;
+    out.effects_all = m.effects_all;
+    out.declared = match m.undeclared {
+        None => declared::ANY,
+        Some(true) => declared::UNDECLARED,
+        Some(false) => declared::DECLARED,
+    };
     out.scope_mask = m.scopes.iter().fold(0u8, |mask, s| mask | if *s < 4 { 1 << s } else { SCOPE_NONE_BIT });
     fn limit(field: &'static str) -> impl Fn(usize) -> String {
         move |n| format!("{field}: {n} values; the kernel matches at most {MAX_VALUES}")
@@ -188,7 +202,17 @@ impl CompiledPolicy {
             default_action: self.default_action,
             on_undecodable: self.on_undecodable,
             loaded: 1,
+            uses_effects: self.uses_effects as u8,
+            _pad: [0; 7],
         }
+    }
+}
+
+/// The compiled tables know no device: what a device declares comes with the command
+/// being explained (`Subject::effects`), not from a lookup.
+impl EffectsSource for CompiledPolicy {
+    fn stored_effects(&self, _key: &EffectsKey) -> Option<u32> {
+        None
     }
 }
 
@@ -284,6 +308,53 @@ rules:
             errors[0].contains("'many'") && errors[0].contains("uid") && errors[0].contains("at most 4"),
             "{errors:?}"
         );
+    }
+
+    const BY_EFFECTS: &str = "version: 1
+name: e
+mode: enforce
+default: allow
+rules:
+  - name: no-destructive
+    action: deny
+    match:
+      class: [nvme-admin, cxl-mem]
+      effects: [data-change-immediate, config-change-immediate, security-state-change]
+  - name: no-vendor-tunnels
+    action: deny
+    match: {undeclared: true}
+  - name: resets-audited
+    action: audit
+    match: {effects: {all: [background, config-change-cold-reset]}}
+";
+
+    #[test]
+    fn effects_rules_compile_to_masks_and_turn_the_lookup_on() {
+        use fwctl_common::effects::effect;
+        let (p, ids) = compiled(BY_EFFECTS);
+        assert!(p.uses_effects);
+        assert_eq!(p.header(0, 1).uses_effects, 1);
+        assert_eq!(
+            p.rules[0].matcher.effects_any,
+            effect::DATA_CHANGE_IMMEDIATE | effect::CONFIG_CHANGE_IMMEDIATE | effect::SECURITY_STATE_CHANGE
+        );
+        assert_eq!(p.rules[1].matcher.declared, declared::UNDECLARED);
+        assert_eq!(p.rules[2].matcher.effects_all, effect::BACKGROUND | effect::CONFIG_CHANGE_COLD_RESET);
+        // Effects rules are selected through the same index as any rule without opcodes.
+        assert_eq!(p.index.get(&(class::NVME_ADMIN, ANY_DRIVER, ANY_OPCODE)), Some(&0b111));
+        let h = p.header(0, 1);
+        let known = effect::DECLARED | effect::KNOWN;
+        let with = |effects| Subject { effects, ..Default::default() };
+        let d = decide(&p, &h, &nvme(0x80), &with(known | effect::DATA_CHANGE_IMMEDIATE), true);
+        assert_eq!(ids.label(d.rule_id), "no-destructive");
+        let d = decide(&p, &h, &nvme(0xc0), &with(effect::KNOWN), true);
+        assert_eq!(ids.label(d.rule_id), "no-vendor-tunnels");
+        let d = decide(&p, &h, &nvme(0x06), &with(known), true);
+        assert_eq!(ids.label(d.rule_id), "default");
+        let d = decide(&p, &h, &nvme(0x80), &with(0), true);
+        assert_eq!(ids.label(d.rule_id), "default", "unknown effects match no effects rule");
+        let (plain, _) = compiled(UPDATER);
+        assert!(!plain.uses_effects);
     }
 
     #[test]

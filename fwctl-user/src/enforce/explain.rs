@@ -5,8 +5,9 @@ use std::{collections::BTreeSet, path::Path};
 
 use anyhow::{anyhow, bail, Result};
 use fwctl_common::{
+    effects::effect,
     model::{class, device_key, driver, ioctl, scope, verdict, Command},
-    policy::{decide, rule_id, Decision, Subject},
+    policy::{decide, declared, rule_id, Decision, Matcher, Subject},
 };
 
 use super::{
@@ -45,9 +46,72 @@ pub struct Probe {
     /// Device node as MAJOR:MINOR (character device).
     #[arg(long)]
     pub device: Option<String>,
+    /// Effects the device declares for this command (comma-separated names, e.g.
+    /// `data-change-immediate,lbcc`; `none` for a declared command without effects).
+    /// Without this or --undeclared the device's effects are unknown, as for a device
+    /// whose effects log could not be read.
+    #[arg(long, value_delimiter = ',', conflicts_with = "undeclared")]
+    pub effects: Vec<String>,
+    /// The device's effects are known and it does not list this opcode.
+    #[arg(long)]
+    pub undeclared: bool,
     /// Evaluate as the syscall-tracepoint hook would (cannot deny: deny becomes would_deny).
     #[arg(long)]
     pub no_lsm: bool,
+}
+
+/// The effects word (`Subject::effects`) a probe describes.
+fn effects_word(probe: &Probe) -> Result<u32> {
+    if probe.undeclared {
+        return Ok(effect::KNOWN);
+    }
+    if probe.effects.is_empty() {
+        return Ok(0);
+    }
+    let mut word = effect::KNOWN | effect::DECLARED;
+    for name in probe.effects.iter().map(|n| n.trim()).filter(|n| *n != "none") {
+        word |= effect::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = effect::NAMES.iter().map(|(n, _)| *n).collect();
+            anyhow!("unknown effect '{name}'; expected one of {}", known.join(", "))
+        })?;
+    }
+    Ok(word)
+}
+
+/// What the device declares, in words.
+fn describe_effects(word: u32) -> String {
+    if word & effect::KNOWN == 0 {
+        return "unknown (effects rules cannot match)".to_string();
+    }
+    if word & effect::DECLARED == 0 {
+        return "the device does not list this opcode (undeclared)".to_string();
+    }
+    let names: Vec<&str> = effect::names(word).collect();
+    if names.is_empty() {
+        "declared, no effects".to_string()
+    } else {
+        format!("declared: {}", names.join(", "))
+    }
+}
+
+/// The effects conditions of a matcher that held, in words; None if it has none.
+fn effects_reason(m: &Matcher, word: u32) -> Option<String> {
+    let names = |mask: u32| effect::names(mask).collect::<Vec<_>>().join(", ");
+    let mut parts = Vec::new();
+    match m.declared {
+        declared::UNDECLARED => {
+            parts.push("the device does not list the opcode (undeclared: true)".to_string())
+        }
+        declared::DECLARED => parts.push("the device lists the opcode (undeclared: false)".to_string()),
+        _ => {}
+    }
+    if m.effects_any != 0 {
+        parts.push(format!("any of [{}]: declared {}", names(m.effects_any), names(word & m.effects_any)));
+    }
+    if m.effects_all != 0 {
+        parts.push(format!("all of [{}]", names(m.effects_all)));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn load(path: &Path, ids: &RuleIds) -> Result<Loaded> {
@@ -95,7 +159,16 @@ pub fn command_and_subject(probe: &Probe) -> Result<(Command, Subject)> {
         }
         None => 0,
     };
-    Ok((command, Subject { uid: probe.uid, gid: probe.gid, comm, cgroup_id: probe.cgroup_id, device }))
+    let subject = Subject {
+        uid: probe.uid,
+        gid: probe.gid,
+        comm,
+        cgroup_id: probe.cgroup_id,
+        device,
+        effects: effects_word(probe)?,
+        _pad: 0,
+    };
+    Ok((command, subject))
 }
 
 fn parse_number(text: &str) -> Option<u32> {
@@ -134,7 +207,12 @@ pub fn explain(path: &Path, probe: &Probe) -> Result<()> {
         subject.gid,
         probe.comm
     );
+    println!("device effects: {}", describe_effects(subject.effects));
     println!("{}", describe(&decision, &ids, &loaded.compiled));
+    let rule = loaded.compiled.rules.iter().find(|r| r.rule_id == decision.rule_id);
+    if let Some(reason) = rule.and_then(|r| effects_reason(&r.matcher, subject.effects)) {
+        println!("matched on effects: {reason}");
+    }
     Ok(())
 }
 
@@ -196,6 +274,12 @@ pub fn diff(old: &Path, new: &Path, probe_subject: &Probe) -> Result<usize> {
                 ids.label(b.rule_id),
             );
         }
+    }
+    if old.compiled.uses_effects || new.compiled.uses_effects {
+        println!(
+            "note: rules on declared effects depend on the device and are compared here as for a device \
+             whose effects are unknown; check them with `policy explain --effects ...` or --undeclared"
+        );
     }
     println!(
         "{changed} command(s) change verdict ('{}' -> '{}'; subject uid {} gid {} comm '{}')",

@@ -65,6 +65,12 @@ fn impossible(m: &Match) -> Option<String> {
         }
     }
     let classes = effective_classes(m);
+    if m.uses_effects() && !classes.is_empty() && classes.iter().all(|c| *c == class::SCSI) {
+        return Some("SCSI devices declare no command effects, so an effects rule never matches them".into());
+    }
+    if m.undeclared == Some(true) && (m.effects_any != 0 || m.effects_all != 0) {
+        return Some("an undeclared opcode has no declared effects to match".into());
+    }
     if !m.scopes.is_empty() && !classes.is_empty() && !classes.contains(&class::FWCTL) {
         return Some(format!(
             "only fwctl commands have a scope, and it matches only {}",
@@ -96,6 +102,28 @@ pub fn covers(a: &Match, b: &Match) -> bool {
                 && b.cgroups.iter().all(|x| a.cgroups.iter().any(|y| y.path == x.path))))
         && (a.devices.is_empty()
             || (!b.devices.is_empty() && b.devices.iter().all(|x| a.devices.iter().any(|y| y.same_node(x)))))
+        && effects_cover(a, b)
+}
+
+/// Whether every command meeting `b`'s effects conditions meets `a`'s.
+fn effects_cover(a: &Match, b: &Match) -> bool {
+    if !a.uses_effects() {
+        return true;
+    }
+    if !b.uses_effects() {
+        return false;
+    }
+    let b_declared = b.undeclared == Some(false) || b.effects_any != 0 || b.effects_all != 0;
+    let declared_ok = match a.undeclared {
+        None => true,
+        Some(true) => b.undeclared == Some(true),
+        Some(false) => b_declared,
+    };
+    let any_ok = a.effects_any == 0
+        || (b.effects_any != 0 && b.effects_any & !a.effects_any == 0)
+        || b.effects_all & a.effects_any != 0;
+    let all_ok = a.effects_all & !b.effects_all == 0;
+    declared_ok && any_ok && all_ok
 }
 
 /// `a` is "any" or holds every value of a restricted `b`.

@@ -7,7 +7,10 @@
 
 use std::{collections::HashMap, path::PathBuf};
 
-use fwctl_common::model::{class, driver, scope};
+use fwctl_common::{
+    effects::effect,
+    model::{class, driver, scope},
+};
 
 use super::{
     diag::Diagnostic,
@@ -32,8 +35,23 @@ impl Default for Host {
 
 const TOP_KEYS: &[&str] = &["version", "name", "mode", "default", "on_undecodable", "rules"];
 const RULE_KEYS: &[&str] = &["name", "action", "match"];
-const MATCH_KEYS: &[&str] =
-    &["class", "driver", "opcode", "op_mod", "scope", "uid", "gid", "comm", "cgroup", "device", "not"];
+/// `not` must stay last: a `not` block takes every key but the last.
+const MATCH_KEYS: &[&str] = &[
+    "class",
+    "driver",
+    "opcode",
+    "op_mod",
+    "scope",
+    "uid",
+    "gid",
+    "comm",
+    "cgroup",
+    "device",
+    "effects",
+    "undeclared",
+    "not",
+];
+const EFFECTS_KEYS: &[&str] = &["any", "all"];
 
 /// Check `root` against the schema and resolve it. The policy comes back only when there
 /// are no errors; the diagnostics are every error found (no warnings: see `lint`).
@@ -321,12 +339,55 @@ impl Cx<'_> {
             cx.value(n, &f("device"), values::device(text))
         });
         m.devices.dedup_by(|a, b| a.same_node(b));
+        if let Some(node) = fields.get("effects") {
+            (m.effects_any, m.effects_all) = self.effects(&fields, node, path);
+        }
+        if let Some(node) = fields.get("undeclared") {
+            m.undeclared = self.boolean(node, &f("undeclared"));
+        }
         if outer.is_none() {
             if let Some(not) = fields.get("not") {
                 m.not = self.matcher(not, &f("not"), Some((&classes, &drivers))).map(Box::new);
             }
         }
         (self.diags.len() == before).then_some(m)
+    }
+
+    /// `effects:` as a name or list of names (any-of), or `{any: [...], all: [...]}`:
+    /// the (any, all) bit masks.
+    fn effects(&mut self, fields: &Fields<'_>, node: &Node, path: &str) -> (u32, u32) {
+        let field = join(path, "effects");
+        let names = |cx: &mut Self, fields: &Fields<'_>, key: &str, at: &str| -> u32 {
+            cx.list(fields, key, at, |cx, n| cx.effect(n, &join(at, key))).into_iter().fold(0, |m, b| m | b)
+        };
+        if !matches!(node.value, Value::Map(_)) {
+            return (names(self, fields, "effects", path), 0);
+        }
+        let Some(inner) = self.fields(node, &field, EFFECTS_KEYS) else { return (0, 0) };
+        if matches!(&node.value, Value::Map(entries) if entries.is_empty()) {
+            self.error(node, &field, "expected 'any' and/or 'all' with lists of effect names");
+        }
+        (names(self, &inner, "any", &field), names(self, &inner, "all", &field))
+    }
+
+    fn effect(&mut self, node: &Node, field: &str) -> Option<u32> {
+        let text = self.text(node, field, "an effect name")?;
+        if let Some(bit) = effect::from_name(text) {
+            return Some(bit);
+        }
+        let labels: Vec<&str> = effect::NAMES.iter().chain(effect::ALIASES.iter()).map(|(n, _)| *n).collect();
+        self.error(node, field, unknown_name("effect", text, &labels));
+        None
+    }
+
+    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.error(node, field, format!("expected true or false, found {}", node.kind()));
+                None
+            }
+        }
     }
 
     /// The values of a list key (a lone scalar is a list of one), each through `item`,

@@ -120,6 +120,13 @@ pub struct Match {
     pub comms: Vec<[u8; 16]>,
     pub cgroups: Vec<CgroupSel>,
     pub devices: Vec<DeviceSel>,
+    /// `fwctl_common::effects::effect` bits the device declares for the command: at least
+    /// one of `effects_any` (when not 0) and all of `effects_all`.
+    pub effects_any: u32,
+    pub effects_all: u32,
+    /// `Some(true)`: the device's effects are known and it does not list the opcode;
+    /// `Some(false)`: it lists it.
+    pub undeclared: Option<bool>,
     /// The rule matches only if this does not (same fields, never nested).
     pub not: Option<Box<Match>>,
 }
@@ -128,6 +135,11 @@ impl Match {
     /// True when no field restricts anything (and there is no `not`).
     pub fn is_any(&self) -> bool {
         self == &Match::default()
+    }
+
+    /// True when the match depends on what the device declares.
+    pub fn uses_effects(&self) -> bool {
+        self.effects_any != 0 || self.effects_all != 0 || self.undeclared.is_some()
     }
 }
 
