@@ -12,6 +12,7 @@ pub mod decode;
 pub mod effects;
 pub mod model;
 pub mod policy;
+pub mod rpc_check;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -22,6 +22,7 @@ mod mailbox;
 mod maps;
 mod policy;
 mod probe;
+mod rpc_check;
 mod syscall_tp;
 
 #[cfg(not(test))]

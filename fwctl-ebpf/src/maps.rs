@@ -48,6 +48,10 @@ pub static POLICY_INDEX: HashMap<IndexKey, u64> = HashMap::with_max_entries(1638
 #[map]
 pub static EFFECTS: HashMap<EffectsKey, u32> = HashMap::with_max_entries(16384, 0);
 
+/// fwctl RPC kernel-copy checks, `rpc_check::counter_index(driver, outcome)` (per CPU).
+#[map]
+pub static RPC_CHECKS: PerCpuArray<u64> = PerCpuArray::with_max_entries(fwctl_common::rpc_check::COUNTERS, 0);
+
 /// Failure counters, indexed by `stat::*`.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
