@@ -17,4 +17,6 @@ pub mod offsets;
 pub mod policy;
 pub mod probe;
 pub mod prog_stats;
+pub mod rpc_checks;
+pub mod taint;
 pub mod tracefs;
