@@ -40,6 +40,9 @@ pub struct IoctlSpec {
     pub arg_len: u8,
     pub layout: ArgLayout,
     pub name: &'static str,
+    /// The argument lives in kernel memory (io_uring: the SQE's command area), not at a
+    /// user pointer.
+    pub arg_in_kernel: bool,
 }
 
 const fn ioc(dir: u32, ty: u32, nr: u32, size: u32) -> u32 {
@@ -64,6 +67,12 @@ pub const NVME_IOCTL_IO64_CMD_VEC: u32 = ioc(IOC_READ | IOC_WRITE, b'N' as u32, 
 pub const CXL_MEM_QUERY_COMMANDS: u32 = ioc(IOC_READ, 0xce, 1, 8);
 pub const CXL_MEM_SEND_COMMAND: u32 = ioc(IOC_READ | IOC_WRITE, 0xce, 2, 48);
 pub const SG_IO: u32 = 0x2285;
+/// io_uring command ops (`struct nvme_uring_cmd`, 72 bytes, same prefix as
+/// `nvme_passthru_cmd`), include/uapi/linux/nvme_ioctl.h.
+pub const NVME_URING_CMD_IO: u32 = ioc(IOC_READ | IOC_WRITE, b'N' as u32, 0x80, 72);
+pub const NVME_URING_CMD_IO_VEC: u32 = ioc(IOC_READ | IOC_WRITE, b'N' as u32, 0x81, 72);
+pub const NVME_URING_CMD_ADMIN: u32 = ioc(IOC_READ | IOC_WRITE, b'N' as u32, 0x82, 72);
+pub const NVME_URING_CMD_ADMIN_VEC: u32 = ioc(IOC_READ | IOC_WRITE, b'N' as u32, 0x83, 72);
 
 /// Size of `struct fwctl_rpc` (the kernel accepts a larger `size` with a zero tail).
 pub const FWCTL_RPC_LEN: u8 = 32;
@@ -202,7 +211,49 @@ const fn spec(
     layout: ArgLayout,
     name: &'static str,
 ) -> IoctlSpec {
-    IoctlSpec { cmd, ioctl, class, device_kind, arg_len, layout, name }
+    IoctlSpec { cmd, ioctl, class, device_kind, arg_len, layout, name, arg_in_kernel: false }
+}
+
+/// An io_uring NVMe command op: its payload is read from the SQE in kernel memory.
+const fn uring(cmd: u32, ioctl: u8, class: u8, name: &'static str) -> IoctlSpec {
+    IoctlSpec {
+        cmd,
+        ioctl,
+        class,
+        device_kind: device_kind::NVME,
+        arg_len: 72,
+        layout: ArgLayout::NvmePassthru,
+        name,
+        arg_in_kernel: true,
+    }
+}
+
+/// NVMe passthrough over io_uring (`IORING_OP_URING_CMD`, seen at `lsm/uring_cmd`). A
+/// table of its own: these numbers are not ioctls, and an ioctl with one of them is not
+/// a passthrough command.
+pub const URING_CMDS: [IoctlSpec; 4] = [
+    uring(NVME_URING_CMD_IO, ioctl::NVME_URING_IO, class::NVME_IO, "NVME_URING_CMD_IO"),
+    uring(NVME_URING_CMD_IO_VEC, ioctl::NVME_URING_IO_VEC, class::NVME_IO, "NVME_URING_CMD_IO_VEC"),
+    uring(NVME_URING_CMD_ADMIN, ioctl::NVME_URING_ADMIN, class::NVME_ADMIN, "NVME_URING_CMD_ADMIN"),
+    uring(
+        NVME_URING_CMD_ADMIN_VEC,
+        ioctl::NVME_URING_ADMIN_VEC,
+        class::NVME_ADMIN,
+        "NVME_URING_CMD_ADMIN_VEC",
+    ),
+];
+
+/// The spec for an io_uring command op, if it is an NVMe passthrough command.
+#[inline(always)]
+pub fn uring_cmd_spec(cmd_op: u32) -> Option<&'static IoctlSpec> {
+    let index = match cmd_op {
+        NVME_URING_CMD_IO => 0,
+        NVME_URING_CMD_IO_VEC => 1,
+        NVME_URING_CMD_ADMIN => 2,
+        NVME_URING_CMD_ADMIN_VEC => 3,
+        _ => return None,
+    };
+    URING_CMDS.get(index)
 }
 
 /// The spec for `cmd`, if it is a passthrough ioctl. This is the first thing the kernel
@@ -232,11 +283,12 @@ pub fn ioctl_spec(cmd: u32) -> Option<&'static IoctlSpec> {
 
 /// The spec for an `ioctl::*` id (userspace: naming events and metrics).
 pub fn spec_by_ioctl(ioctl: u8) -> Option<&'static IoctlSpec> {
-    IOCTLS.iter().find(|s| s.ioctl == ioctl)
+    IOCTLS.iter().chain(URING_CMDS.iter()).find(|s| s.ioctl == ioctl)
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     #[test]
@@ -257,6 +309,26 @@ mod tests {
         assert_eq!(CXL_MEM_QUERY_COMMANDS, 0x8008_ce01);
         assert_eq!(CXL_MEM_SEND_COMMAND, 0xc030_ce02);
         assert_eq!(SG_IO, 0x2285);
+        assert_eq!(NVME_URING_CMD_IO, 0xc048_4e80);
+        assert_eq!(NVME_URING_CMD_IO_VEC, 0xc048_4e81);
+        assert_eq!(NVME_URING_CMD_ADMIN, 0xc048_4e82);
+        assert_eq!(NVME_URING_CMD_ADMIN_VEC, 0xc048_4e83);
+    }
+
+    #[test]
+    fn uring_ops_are_not_ioctls_and_ioctls_are_not_uring_ops() {
+        for row in URING_CMDS.iter() {
+            assert!(ioctl_spec(row.cmd).is_none(), "{}", row.name);
+            assert_eq!(uring_cmd_spec(row.cmd).unwrap().cmd, row.cmd);
+            assert_eq!(spec_by_ioctl(row.ioctl).unwrap().name, row.name);
+            assert!(row.arg_in_kernel);
+            assert_eq!(crate::model::channel::of(row.ioctl), crate::model::channel::IO_URING);
+        }
+        for row in IOCTLS.iter() {
+            assert!(uring_cmd_spec(row.cmd).is_none(), "{}", row.name);
+            assert!(!row.arg_in_kernel);
+            assert_eq!(crate::model::channel::of(row.ioctl), crate::model::channel::IOCTL);
+        }
     }
 
     #[test]
@@ -273,8 +345,9 @@ mod tests {
 
     #[test]
     fn ioctl_ids_are_unique() {
-        for (i, a) in IOCTLS.iter().enumerate() {
-            for b in &IOCTLS[i + 1..] {
+        let all: std::vec::Vec<&IoctlSpec> = IOCTLS.iter().chain(URING_CMDS.iter()).collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
                 assert_ne!(a.ioctl, b.ioctl);
                 assert_ne!(a.cmd, b.cmd);
             }

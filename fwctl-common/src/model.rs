@@ -104,6 +104,34 @@ pub mod ioctl {
     pub const CXL_QUERY_COMMANDS: u8 = 30;
     pub const CXL_SEND_COMMAND: u8 = 31;
     pub const SG_IO: u8 = 40;
+    /// io_uring `IORING_OP_URING_CMD` command ops (no ioctl syscall: `lsm/uring_cmd`).
+    pub const NVME_URING_IO: u8 = 50;
+    pub const NVME_URING_IO_VEC: u8 = 51;
+    pub const NVME_URING_ADMIN: u8 = 52;
+    pub const NVME_URING_ADMIN_VEC: u8 = 53;
+}
+
+/// How a command reached the driver: an ioctl syscall or an io_uring command.
+pub mod channel {
+    pub const IOCTL: u8 = 1;
+    pub const IO_URING: u8 = 2;
+
+    /// The channel of an `ioctl::*` id.
+    pub const fn of(ioctl: u8) -> u8 {
+        if ioctl >= super::ioctl::NVME_URING_IO && ioctl <= super::ioctl::NVME_URING_ADMIN_VEC {
+            IO_URING
+        } else {
+            IOCTL
+        }
+    }
+
+    pub fn label(channel: u8) -> &'static str {
+        match channel {
+            IOCTL => "ioctl",
+            IO_URING => "io_uring",
+            _ => "unknown",
+        }
+    }
 }
 
 /// fwctl RPC scopes (`enum fwctl_rpc_scope`), plus markers for "not fwctl" and
@@ -441,6 +469,17 @@ pub struct KernelOffsets {
     pub nvme_complete_qid: u32,
     pub nvme_complete_cid: u32,
     pub nvme_complete_status: u32,
+    /// `struct io_uring_cmd` members (0 when the kernel has no uring_cmd LSM hook): the
+    /// file, the command op, and the pointer to the command payload; the payload starts
+    /// `uring_payload_skip` bytes past that pointer (48 when it points at the whole SQE,
+    /// 6.6+, 0 when it points at the SQE's cmd area, 6.1).
+    pub uring_cmd_file: u32,
+    pub uring_cmd_op: u32,
+    pub uring_cmd_payload: u32,
+    pub uring_payload_skip: u32,
+    /// `io_uring:io_uring_complete` fields: the request (== its io_uring_cmd) and result.
+    pub uring_complete_req: u32,
+    pub uring_complete_res: u32,
 }
 
 /// Who submitted a device mailbox command seen at the driver's own tracepoint.
@@ -522,5 +561,8 @@ mod tests {
         assert_eq!(device_kind::from_label("fwctl"), Some(device_kind::FWCTL));
         assert_eq!(result::from_ret(-1), result::ERROR);
         assert_eq!(result::from_ret(0), result::OK);
+        assert_eq!(channel::of(ioctl::NVME_ADMIN_CMD), channel::IOCTL);
+        assert_eq!(channel::of(ioctl::NVME_URING_ADMIN), channel::IO_URING);
+        assert_eq!(channel::of(ioctl::NVME_URING_IO_VEC), channel::IO_URING);
     }
 }

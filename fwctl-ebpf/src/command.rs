@@ -1,7 +1,7 @@
 //! Hook-agnostic decode: copy the ioctl argument (and the payload head it points at) from
 //! user memory into fixed buffers and run the shared `fwctl_common::decode` functions.
 
-use aya_ebpf::helpers::generated::bpf_probe_read_user;
+use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user};
 use fwctl_common::{
     abi::IoctlSpec,
     decode::{self, ARG_MAX, PAYLOAD_HEAD},
@@ -16,11 +16,24 @@ use fwctl_common::{
 /// refused as reads of uninitialized stack.
 #[inline(always)]
 fn read_user<const N: usize>(buf: &mut [u8; N], ptr: u64, len: u32) -> bool {
+    read_into(buf, ptr, len, false)
+}
+
+/// [`read_user`] for user or (`kernel`) kernel memory.
+#[inline(always)]
+pub fn read_into<const N: usize>(buf: &mut [u8; N], ptr: u64, len: u32, kernel: bool) -> bool {
     // SAFETY: writes exactly N bytes into `buf`.
     unsafe { core::intrinsics::volatile_set_memory(buf.as_mut_ptr(), 0, N) };
     let len = if len > N as u32 { N as u32 } else { len };
-    // SAFETY: the helper writes at most `len` <= N bytes into `buf` and validates `ptr`.
-    unsafe { bpf_probe_read_user(buf.as_mut_ptr() as *mut _, len, ptr as *const _) == 0 }
+    let dst = buf.as_mut_ptr() as *mut _;
+    // SAFETY: the helpers write at most `len` <= N bytes into `buf` and validate `ptr`.
+    unsafe {
+        if kernel {
+            bpf_probe_read_kernel(dst, len, ptr as *const _) == 0
+        } else {
+            bpf_probe_read_user(dst, len, ptr as *const _) == 0
+        }
+    }
 }
 
 /// Decode the command an ioctl carries into `command`. `arg` is the ioctl's user pointer.
@@ -36,7 +49,7 @@ pub fn decode(spec: &IoctlSpec, driver: u8, arg: u64, command: &mut Command) -> 
         return command.decode;
     }
     let mut arg_buf = [0u8; ARG_MAX];
-    if !read_user(&mut arg_buf, arg, spec.arg_len as u32) {
+    if !read_into(&mut arg_buf, arg, spec.arg_len as u32, spec.arg_in_kernel) {
         decode::arg_unreadable(command);
         return command.decode;
     }

@@ -30,6 +30,9 @@ pub fn is_agent(off: &KernelOffsets) -> bool {
 /// Decode, decide and park a passthrough command on the node a hook resolved. Returns
 /// the verdict (`can_deny`: the hook runs before the driver and may refuse); does nothing
 /// for files that are not watched device nodes, and counts nodes that could not be resolved.
+/// `key` is where the command waits for its result: the thread (`pid_tgid`) for an ioctl,
+/// the request for an io_uring command (which completes elsewhere).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn begin<C: EbpfContext>(
     ctx: &C,
@@ -39,6 +42,7 @@ pub fn begin<C: EbpfContext>(
     arg: u64,
     hook: u8,
     can_deny: bool,
+    key: u64,
 ) -> u8 {
     let node = match resolved {
         Ok(Some(node)) => node,
@@ -59,6 +63,7 @@ pub fn begin<C: EbpfContext>(
         count_stat(stat::DECODE_FAILED);
     }
     let mut seen = Seen {
+        key,
         cmd,
         rdev: node.rdev,
         flags: if node.block { event_flag::BLOCK_DEVICE } else { 0 },
@@ -77,6 +82,7 @@ pub fn begin<C: EbpfContext>(
 /// this with "stack arg1 is not initialized") do not accept more on the stack.
 #[repr(C)]
 struct Seen {
+    key: u64,
     cmd: u32,
     rdev: u32,
     flags: u32,
@@ -98,8 +104,8 @@ fn park<C: EbpfContext>(ctx: &C, decoded: &Command, seen: &Seen) -> u8 {
     let mut event = Event { command: *decoded, rule_id: seen.rule_id, ..Event::default() };
     account::fill_event(&mut event, &seen.subject, seen.cmd, seen.rdev, seen.flags, seen.hook, seen.verdict);
     account::count_seen(&event);
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if let Some(stale) = INFLIGHT.get_ptr_mut(&pid_tgid) {
+    let key = seen.key;
+    if let Some(stale) = INFLIGHT.get_ptr_mut(&key) {
         // This thread's previous command never reached an exit hook (skipped program):
         // its count stays `unobserved`; send its event now rather than lose it.
         // SAFETY: map value pointer, valid for this run.
@@ -107,7 +113,7 @@ fn park<C: EbpfContext>(ctx: &C, decoded: &Command, seen: &Seen) -> u8 {
         stale.flags |= event_flag::NO_EXIT;
         account::emit(stale);
     }
-    if INFLIGHT.insert(&pid_tgid, &event, 0).is_err() {
+    if INFLIGHT.insert(&key, &event, 0).is_err() {
         count_stat(stat::PENDING_FULL);
         warn!(ctx, "fwctl-guard: in-flight table full; command counted without its return value");
         event.flags |= event_flag::NO_EXIT;
@@ -133,8 +139,13 @@ fn apply_policy(command: &Command, seen: &mut Seen) -> u8 {
 /// (its own return was missed) and is sent without a return value.
 #[inline(always)]
 pub fn finish(ret: i64, cmd: Option<u32>) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(event) = INFLIGHT.get_ptr_mut(&pid_tgid) else {
+    finish_key(bpf_get_current_pid_tgid(), ret, cmd)
+}
+
+/// [`finish`] for the command parked under `key`.
+#[inline(always)]
+pub fn finish_key(key: u64, ret: i64, cmd: Option<u32>) {
+    let Some(event) = INFLIGHT.get_ptr_mut(&key) else {
         return;
     };
     // SAFETY: INFLIGHT value pointer, valid for this run; only this thread uses its slot.
@@ -148,5 +159,5 @@ pub fn finish(ret: i64, cmd: Option<u32>) {
         account::count_returned(event);
     }
     account::emit(event);
-    let _ = INFLIGHT.remove(&pid_tgid);
+    let _ = INFLIGHT.remove(&key);
 }

@@ -6,13 +6,13 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::fexit,
     programs::{FExitContext, LsmContext},
     EbpfContext,
 };
 use fwctl_common::{
-    abi::ioctl_spec,
+    abi::{ioctl_spec, uring_cmd_spec},
     model::{hook, stat, verdict},
 };
 
@@ -114,5 +114,51 @@ fn observe(ctx: &LsmContext) -> Result<u8, i64> {
     }
     let file = scalar_arg(ctx, 0)? as *const u8;
     let arg: u64 = ctx.arg(2);
-    Ok(inflight::begin(ctx, spec, node_of_file(file, &off), cmd, arg, hook::LSM, true))
+    let key = bpf_get_current_pid_tgid();
+    Ok(inflight::begin(ctx, spec, node_of_file(file, &off), cmd, arg, hook::LSM, true, key))
+}
+
+/// `lsm/uring_cmd` (kernel >= 6.0): an io_uring `IORING_OP_URING_CMD` about to reach the
+/// driver's `uring_cmd` handler; no ioctl syscall is involved. Same decode, policy,
+/// counters and events as an ioctl; the command waits for its result under the request's
+/// address, which `io_uring:io_uring_complete` reports.
+#[no_mangle]
+#[link_section = "lsm/uring_cmd"]
+pub fn fwctl_lsm_uring_cmd(ctx: *mut c_void) -> i64 {
+    let ctx = LsmContext::new(ctx);
+    let previous: i64 = ctx.arg(1);
+    if previous != 0 {
+        count_stat(stat::REFUSED_EARLIER);
+        if previous == -EACCES {
+            return -EACCES;
+        }
+        return -EPERM;
+    }
+    if let Ok(verdict::DENY) = observe_uring_cmd(&ctx) {
+        count_stat(stat::REFUSED_POLICY);
+        return -EPERM;
+    }
+    0
+}
+
+/// `uring_cmd(struct io_uring_cmd *ioucmd)`: the verdict.
+fn observe_uring_cmd(ctx: &LsmContext) -> Result<u8, i64> {
+    let off = offsets();
+    if off.uring_cmd_file == 0 || inflight::is_agent(&off) {
+        return Ok(verdict::ALLOW);
+    }
+    let ioucmd = scalar_arg(ctx, 0)? as *const u8;
+    // SAFETY: kernel reads through bpf_probe_read_kernel, offsets from this kernel's BTF.
+    let (cmd_op, file, payload) = unsafe {
+        let cmd_op: u32 = bpf_probe_read_kernel(ioucmd.add(off.uring_cmd_op as usize) as *const u32)?;
+        let file: u64 = bpf_probe_read_kernel(ioucmd.add(off.uring_cmd_file as usize) as *const u64)?;
+        let payload: u64 = bpf_probe_read_kernel(ioucmd.add(off.uring_cmd_payload as usize) as *const u64)?;
+        (cmd_op, file, payload)
+    };
+    let Some(spec) = uring_cmd_spec(cmd_op) else {
+        return Ok(verdict::ALLOW);
+    };
+    let arg = payload.wrapping_add(off.uring_payload_skip as u64);
+    let node = node_of_file(file as *const u8, &off);
+    Ok(inflight::begin(ctx, spec, node, cmd_op, arg, hook::LSM, true, ioucmd as u64))
 }

@@ -85,6 +85,12 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     nvme_complete_qid: 0,
     nvme_complete_cid: 0,
     nvme_complete_status: 0,
+    uring_cmd_file: 0,
+    uring_cmd_op: 0,
+    uring_cmd_payload: 0,
+    uring_payload_skip: 0,
+    uring_complete_req: 0,
+    uring_complete_res: 0,
 };
 
 #[inline(always)]

@@ -3,11 +3,7 @@
 //! (`fwctl_common::rpc_check`). Kprobes rather than fentry: aya attaches fentry only to
 //! vmlinux functions, and these live in modules (cxl_core, mlx5_fwctl, pds_fwctl, bnxt_fwctl).
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_kernel},
-    macros::kprobe,
-    programs::ProbeContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::kprobe, programs::ProbeContext};
 use aya_log_ebpf::warn;
 use fwctl_common::{
     decode::{fwctl::decode_payload, PAYLOAD_HEAD},
@@ -16,6 +12,7 @@ use fwctl_common::{
 };
 
 use crate::{
+    command::read_into,
     inflight::is_agent,
     maps::{atomic_add, offsets, INFLIGHT, RPC_CHECKS},
 };
@@ -92,11 +89,8 @@ fn try_check(ctx: &ProbeContext, drv: u8) -> Result<(), i64> {
 #[inline(never)]
 fn decode_kernel_copy(payload: u64, in_len: u64, command: &mut Command) -> u32 {
     let mut head = [0u8; PAYLOAD_HEAD];
-    // SAFETY: writes exactly PAYLOAD_HEAD bytes into `head` (see command::read_user).
-    unsafe { core::intrinsics::volatile_set_memory(head.as_mut_ptr(), 0, PAYLOAD_HEAD) };
     let len = if in_len > PAYLOAD_HEAD as u64 { PAYLOAD_HEAD as u32 } else { in_len as u32 };
-    // SAFETY: the helper writes at most `len` <= PAYLOAD_HEAD bytes and checks `payload`.
-    if unsafe { bpf_probe_read_kernel(head.as_mut_ptr() as *mut _, len, payload as *const _) } != 0 {
+    if !read_into(&mut head, payload, len, true) {
         return 1;
     }
     decode_payload(&head, command);

@@ -3,7 +3,7 @@
 //! tracepoint puts every syscall of every task on the tracing slow path, so the agent
 //! attaches these only when the LSM hook cannot load.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 use fwctl_common::{abi::ioctl_spec, model::hook};
 
 use crate::{device::node_of_fd, inflight, maps::offsets};
@@ -36,6 +36,7 @@ fn try_sys_enter_ioctl(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let fd = unsafe { ctx.read_at::<u64>(off.sys_enter_fd as usize) }?;
     let arg = unsafe { ctx.read_at::<u64>(off.sys_enter_arg as usize) }?;
-    inflight::begin(ctx, spec, node_of_fd(fd, &off), cmd, arg, hook::SYSCALL_TRACEPOINT, false);
+    let key = bpf_get_current_pid_tgid();
+    inflight::begin(ctx, spec, node_of_fd(fd, &off), cmd, arg, hook::SYSCALL_TRACEPOINT, false, key);
     Ok(())
 }

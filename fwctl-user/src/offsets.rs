@@ -69,6 +69,41 @@ pub fn resolve_nvme(offsets: &mut KernelOffsets) -> Result<bool> {
     Ok(true)
 }
 
+/// Fill in what the io_uring passthrough hook needs. `Ok(false)` when this kernel has no
+/// io_uring command support (no `struct io_uring_cmd`) or no completion tracepoint.
+pub fn resolve_uring(btf: &KernelBtf, offsets: &mut KernelOffsets) -> Result<bool> {
+    if btf.struct_size("io_uring_cmd").is_err() {
+        return Ok(false);
+    }
+    let Ok(complete) = EventFormat::read("io_uring", "io_uring_complete") else {
+        return Ok(false);
+    };
+    // 6.6+ keep a pointer to the whole SQE (the command area starts at its byte 48,
+    // `offsetof(struct io_uring_sqe, cmd)` in the uAPI); 6.1 points at the area itself.
+    let (payload, skip) = match btf.member_offset("io_uring_cmd", "sqe") {
+        Ok(at) => (at, 48),
+        Err(_) => (btf.member_offset("io_uring_cmd", "cmd")?, 0),
+    };
+    for (member, want) in [("file", 8), ("cmd_op", 4)] {
+        let got = btf.member_size("io_uring_cmd", member)?;
+        if got != want {
+            bail!("BTF: io_uring_cmd.{member} is {got} bytes, expected {want}");
+        }
+    }
+    // The completion tracepoint names the request; its io_uring_cmd must be at its start
+    // (io_kiocb_to_cmd) for the two to be the same address.
+    if btf.member_offset("io_kiocb", "cmd")? != 0 {
+        bail!("BTF: io_kiocb.cmd is not the request's first member; cannot match completions");
+    }
+    offsets.uring_cmd_file = btf.member_offset("io_uring_cmd", "file")?;
+    offsets.uring_cmd_op = btf.member_offset("io_uring_cmd", "cmd_op")?;
+    offsets.uring_cmd_payload = payload;
+    offsets.uring_payload_skip = skip;
+    offsets.uring_complete_req = field(&complete, "req", &[8])?;
+    offsets.uring_complete_res = field(&complete, "res", &[4])?;
+    Ok(true)
+}
+
 /// Offset of tracepoint field `name`, refusing a width the programs do not read.
 fn field(format: &EventFormat, name: &str, sizes: &[u32]) -> Result<u32> {
     let field = format.field(name)?;
