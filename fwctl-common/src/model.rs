@@ -373,6 +373,24 @@ pub mod event_flag {
     pub const BLOCK_DEVICE: u32 = 1;
     /// No return value: the command was counted at entry (in-flight table full).
     pub const NO_EXIT: u32 = 2;
+    /// The payload that reached the driver differs from the one decided on (a TOCTOU
+    /// race): `Event::kernel_opcode` is what the driver received.
+    pub const TOCTOU: u32 = 4;
+    /// The task was sent SIGKILL for it (`on_toctou: kill`).
+    pub const KILLED: u32 = 8;
+}
+
+/// A passthrough command the hook let through, waiting for the driver to submit it
+/// (value of the `DECIDED` map, by the submitting thread's pid_tgid): the first NVMe
+/// submission that thread makes must carry the same opcode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decided {
+    /// Where the full event is parked (`INFLIGHT` key).
+    pub key: u64,
+    pub opcode: u32,
+    pub class: u8,
+    pub _pad: [u8; 3],
 }
 
 /// One audit event (ring buffer record). Times are CLOCK_MONOTONIC nanoseconds.
@@ -401,7 +419,9 @@ pub struct Event {
     pub hook: u8,
     /// The policy rule that decided (`policy::rule_id`).
     pub rule_id: u16,
-    pub _pad1: [u8; 8],
+    /// With `event_flag::TOCTOU`: the opcode the driver received.
+    pub kernel_opcode: u32,
+    pub _pad1: [u8; 4],
 }
 
 /// What the agent knows about a device node (value of the device map).
@@ -536,6 +556,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 4);
         assert_eq!(core::mem::size_of::<MailboxKey>(), 8);
         assert_eq!(core::mem::size_of::<MailboxPending>(), 8);
+        assert_eq!(core::mem::size_of::<Decided>(), 16);
     }
 
     #[test]

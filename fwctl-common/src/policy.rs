@@ -64,7 +64,17 @@ pub struct PolicyHeader {
     pub loaded: u8,
     /// 1 when a rule matches on declared effects: only then are they looked up.
     pub uses_effects: u8,
-    pub _pad: [u8; 7],
+    /// [`on_toctou::LOG`] or [`on_toctou::KILL`].
+    pub on_toctou: u8,
+    pub _pad: [u8; 6],
+}
+
+/// What to do when a payload changed between the decision and the driver.
+pub mod on_toctou {
+    /// Count it and mark the command's audit record.
+    pub const LOG: u8 = 0;
+    /// Also send the task SIGKILL.
+    pub const KILL: u8 = 1;
 }
 
 /// An opcode in a `not:` block: class-specific, like the index.
@@ -398,7 +408,8 @@ mod tests {
             on_undecodable: action::DENY,
             loaded: 1,
             uses_effects: 1,
-            _pad: [0; 7],
+            on_toctou: on_toctou::LOG,
+            _pad: [0; 6],
         }
     }
 

@@ -9,7 +9,9 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use fwctl_common::{
     abi::IoctlSpec,
-    model::{decode_status, event_flag, stat, verdict, Command, Event, KernelOffsets},
+    model::{
+        class, decode_status, event_flag, stat, verdict, Command, Decided, Event, KernelOffsets, OPCODE_NONE,
+    },
 };
 
 use fwctl_common::policy::{evaluate, Subject};
@@ -17,7 +19,7 @@ use fwctl_common::policy::{evaluate, Subject};
 use crate::{
     account, command,
     device::{watched, Node},
-    maps::{count_stat, INFLIGHT},
+    maps::{count_stat, DECIDED, INFLIGHT},
     policy,
 };
 
@@ -118,8 +120,26 @@ fn park<C: EbpfContext>(ctx: &C, decoded: &Command, seen: &Seen) -> u8 {
         warn!(ctx, "fwctl-guard: in-flight table full; command counted without its return value");
         event.flags |= event_flag::NO_EXIT;
         account::emit(&event);
+        return event.verdict;
     }
+    expect_submission(key, decoded, event.verdict);
     event.verdict
+}
+
+/// Remember an NVMe command that will reach the driver, so its submission can be
+/// compared with what was decided (`mailbox`).
+#[inline(always)]
+fn expect_submission(key: u64, command: &Command, verdict: u8) {
+    let nvme = command.class == class::NVME_ADMIN || command.class == class::NVME_IO;
+    if !nvme
+        || verdict == verdict::DENY
+        || command.decode != decode_status::OK
+        || command.opcode == OPCODE_NONE
+    {
+        return;
+    }
+    let decided = Decided { key, opcode: command.opcode, class: command.class, _pad: [0; 3] };
+    let _ = DECIDED.insert(&bpf_get_current_pid_tgid(), &decided, 0);
 }
 
 /// Evaluate the active policy for a decoded command sent by the current task; records
@@ -159,5 +179,16 @@ pub fn finish_key(key: u64, ret: i64, cmd: Option<u32>) {
         account::count_returned(event);
     }
     account::emit(event);
+    forget_submission(((event.pid as u64) << 32) | event.tid as u64, key);
     let _ = INFLIGHT.remove(&key);
+}
+
+/// The command parked under `key` is done: drop its thread's pending submission check,
+/// unless that thread has since decided another command.
+#[inline(always)]
+fn forget_submission(pid_tgid: u64, key: u64) {
+    // SAFETY: plain data read.
+    if unsafe { DECIDED.get(&pid_tgid) }.is_some_and(|d| d.key == key) {
+        let _ = DECIDED.remove(&pid_tgid);
+    }
 }

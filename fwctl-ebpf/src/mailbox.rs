@@ -1,12 +1,16 @@
 //! The NVMe driver's own command tracepoints (`nvme:nvme_setup_cmd`, `nvme:nvme_complete_rq`):
-//! every admin-queue command the controller receives, whoever sent it. A command submitted
-//! while its task has a passthrough ioctl in flight is `passthrough`, anything else `kernel`.
-//! Counting happens at completion, with the device's status.
+//! every admin-queue command the controller receives, whoever sent it. The first command a
+//! thread submits after its passthrough command was let through is that command
+//! (`passthrough`, checked against the decided opcode: a difference is a TOCTOU race);
+//! anything else is `kernel`. Counting happens at completion, with the device's status.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 use fwctl_common::model::{class, nvme_command_key, origin, MailboxKey, MailboxPending};
 
-use crate::maps::{increment, offsets, INFLIGHT, MAILBOX_COUNTERS, MAILBOX_PENDING};
+use crate::{
+    maps::{increment, offsets, DECIDED, MAILBOX_COUNTERS, MAILBOX_PENDING},
+    toctou,
+};
 
 #[tracepoint(category = "nvme", name = "nvme_setup_cmd")]
 pub fn fwctl_nvme_setup_cmd(ctx: TracePointContext) -> u32 {
@@ -24,21 +28,40 @@ fn try_setup(ctx: &TracePointContext) -> Result<(), i64> {
     let off = offsets();
     // SAFETY: offsets come from this kernel's tracefs format files.
     let qid: i32 = unsafe { ctx.read_at(off.nvme_setup_qid as usize) }?;
+    let opcode: u8 = unsafe { ctx.read_at(off.nvme_setup_opcode as usize) }?;
+    let passthrough =
+        check_submission(ctx, if qid == 0 { class::NVME_ADMIN } else { class::NVME_IO }, opcode);
     if qid != 0 {
         return Ok(());
     }
     let ctrl_id: i32 = unsafe { ctx.read_at(off.nvme_setup_ctrl_id as usize) }?;
-    let opcode: u8 = unsafe { ctx.read_at(off.nvme_setup_opcode as usize) }?;
     let cid: u16 = unsafe { ctx.read_at(off.nvme_setup_cid as usize) }?;
-    // SAFETY: plain data read of the caller's own slot.
-    let passthrough = unsafe { INFLIGHT.get(&bpf_get_current_pid_tgid()) }
-        .is_some_and(|e| e.command.class == class::NVME_ADMIN && e.command.opcode == opcode as u32);
     let pending = MailboxPending {
         opcode,
         origin: if passthrough { origin::PASSTHROUGH } else { origin::KERNEL },
         _pad: [0; 6],
     };
     MAILBOX_PENDING.insert(&nvme_command_key(ctrl_id as u32, 0, cid), &pending, 0).map_err(|e| e as i64)
+}
+
+/// The first submission of a thread with a passthrough command of `class` decided is
+/// that command (the kernel copied it from user memory in between): the same opcode, or
+/// the payload changed after the decision. True when it is the passthrough command.
+#[inline(always)]
+fn check_submission(ctx: &TracePointContext, class: u8, opcode: u8) -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: plain data copied out.
+    let Some(decided) = (unsafe { DECIDED.get(&pid_tgid) }).copied() else {
+        return false;
+    };
+    if decided.class != class {
+        return false;
+    }
+    let _ = DECIDED.remove(&pid_tgid);
+    if decided.opcode != opcode as u32 {
+        toctou::detected(ctx, decided.key, class, opcode as u32);
+    }
+    true
 }
 
 fn try_complete(ctx: &TracePointContext) -> Result<(), i64> {

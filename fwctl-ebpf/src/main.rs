@@ -24,6 +24,7 @@ mod policy;
 mod probe;
 mod rpc_check;
 mod syscall_tp;
+mod toctou;
 mod uring;
 
 #[cfg(not(test))]

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use fwctl_common::{
     effects::EffectsKey,
-    model::{stat, CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending},
+    model::{stat, CounterKey, Decided, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending},
     policy::{CompiledRule, IndexKey, PolicyHeader, MAX_RULES},
 };
 
@@ -18,6 +18,15 @@ pub static DEVICES: HashMap<u64, DeviceInfo> = HashMap::with_max_entries(4096, 0
 /// Commands between syscall entry and exit, by pid_tgid.
 #[map]
 pub static INFLIGHT: HashMap<u64, Event> = HashMap::with_max_entries(16384, 0);
+
+/// NVMe commands let through and not yet submitted, by the deciding thread's pid_tgid:
+/// the first NVMe submission of that thread is checked against it.
+#[map]
+pub static DECIDED: HashMap<u64, Decided> = HashMap::with_max_entries(16384, 0);
+
+/// Payloads that changed between decision and driver, by command class (per CPU).
+#[map]
+pub static TOCTOU: PerCpuArray<u64> = PerCpuArray::with_max_entries(8, 0);
 
 /// Exact command counters (summed over CPUs by the agent).
 #[map]

@@ -4,7 +4,6 @@
 //! vmlinux functions, and these live in modules (cxl_core, mlx5_fwctl, pds_fwctl, bnxt_fwctl).
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::kprobe, programs::ProbeContext};
-use aya_log_ebpf::warn;
 use fwctl_common::{
     decode::{fwctl::decode_payload, PAYLOAD_HEAD},
     model::{class, driver, ioctl, Command},
@@ -15,6 +14,7 @@ use crate::{
     command::read_into,
     inflight::is_agent,
     maps::{atomic_add, offsets, INFLIGHT, RPC_CHECKS},
+    toctou,
 };
 
 #[kprobe]
@@ -67,15 +67,7 @@ fn try_check(ctx: &ProbeContext, drv: u8) -> Result<(), i64> {
         None => outcome::UNDECIDED,
     };
     if result != outcome::MATCH && result != outcome::UNDECIDED {
-        // SAFETY: INFLIGHT value pointer as above.
-        let decided_opcode = INFLIGHT.get_ptr(&pid_tgid).map_or(0, |p| unsafe { (*p).command.opcode });
-        warn!(
-            ctx,
-            "fwctl-guard: fwctl RPC payload changed after the decision (pid_tgid {}): opcode {:x} decided, {:x} reached the driver",
-            pid_tgid,
-            decided_opcode,
-            kernel.opcode
-        );
+        toctou::detected(ctx, pid_tgid, class::FWCTL, kernel.opcode);
     }
     if let Some(slot) = RPC_CHECKS.get_ptr_mut(counter_index(drv, result)) {
         // SAFETY: per-CPU array value pointer, valid during this run.

@@ -239,3 +239,13 @@ fn effects_take_names_lists_and_any_all_blocks() {
     assert!(matcher("{undeclared: true}").uses_effects());
     assert!(!matcher("{class: nvme-admin}").uses_effects());
 }
+
+#[test]
+fn on_toctou_defaults_to_log_and_takes_kill() {
+    use fwctl_user::policy::OnToctou;
+    assert_eq!(parse("  []\n").on_toctou, OnToctou::Log);
+    let text = format!("{HEAD}on_toctou: kill\nrules: []\n");
+    assert_eq!(policy::parse(&text).unwrap().0.on_toctou, OnToctou::Kill);
+    let bad = errors(&format!("{HEAD}on_toctou: shoot\nrules: []\n"));
+    assert!(bad[0].contains("on_toctou") && bad[0].contains("expected log or kill"), "{bad:?}");
+}

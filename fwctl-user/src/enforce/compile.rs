@@ -16,7 +16,7 @@ use fwctl_common::{
 };
 
 use super::rule_ids::RuleIds;
-use crate::policy::schema::{Action, Match, Mode, Policy};
+use crate::policy::schema::{Action, Match, Mode, OnToctou, Policy};
 
 /// Every command class (a rule without `class:` selects all of them).
 const ALL_CLASSES: [u8; 5] = [class::FWCTL, class::NVME_ADMIN, class::NVME_IO, class::CXL_MEM, class::SCSI];
@@ -32,6 +32,7 @@ pub struct CompiledPolicy {
     pub mode: u8,
     pub default_action: u8,
     pub on_undecodable: u8,
+    pub on_toctou: u8,
     /// In policy order; rule `i` is bit `i` of the index bitmaps.
     pub rules: Vec<CompiledRule>,
     pub index: BTreeMap<(u8, u8, u32), u64>,
@@ -61,6 +62,10 @@ pub fn compile(policy: &Policy, ids: &RuleIds) -> Result<CompiledPolicy, Vec<Str
         mode: if policy.mode == Mode::Enforce { mode::ENFORCE } else { mode::AUDIT },
         default_action: action_code(policy.default),
         on_undecodable: action_code(policy.on_undecodable),
+        on_toctou: match policy.on_toctou {
+            OnToctou::Log => policy::on_toctou::LOG,
+            OnToctou::Kill => policy::on_toctou::KILL,
+        },
         rules: Vec::new(),
         index: BTreeMap::new(),
         uses_effects: policy
@@ -203,7 +208,8 @@ impl CompiledPolicy {
             on_undecodable: self.on_undecodable,
             loaded: 1,
             uses_effects: self.uses_effects as u8,
-            _pad: [0; 7],
+            on_toctou: self.on_toctou,
+            _pad: [0; 6],
         }
     }
 }
@@ -334,6 +340,7 @@ rules:
         let (p, ids) = compiled(BY_EFFECTS);
         assert!(p.uses_effects);
         assert_eq!(p.header(0, 1).uses_effects, 1);
+        assert_eq!(p.header(0, 1).on_toctou, policy::on_toctou::LOG, "log unless the policy says kill");
         assert_eq!(
             p.rules[0].matcher.effects_any,
             effect::DATA_CHANGE_IMMEDIATE | effect::CONFIG_CHANGE_IMMEDIATE | effect::SECURITY_STATE_CHANGE

@@ -18,6 +18,7 @@
 //! mode: enforce              # required: enforce | audit
 //! default: audit             # required: allow | audit | deny
 //! on_undecodable: deny       # allow | audit | deny (default: the value of `default`)
+//! on_toctou: kill            # log | kill: a payload changed after the decision (default log)
 //! rules:                     # ordered; the first match decides
 //!   - name: updater-may-format
 //!     action: allow
@@ -41,7 +42,7 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Severity};
 pub use resolve::Host;
-pub use schema::{Action, CgroupSel, DeviceSel, Match, Mode, OpcodeSel, Policy, Rule};
+pub use schema::{Action, CgroupSel, DeviceSel, Match, Mode, OnToctou, OpcodeSel, Policy, Rule};
 
 /// A valid policy and its warnings, or every error (and warning) found.
 pub type Outcome = Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>>;

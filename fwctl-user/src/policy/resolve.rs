@@ -15,7 +15,7 @@ use fwctl_common::{
 use super::{
     diag::Diagnostic,
     names,
-    schema::{Action, Match, Mode, OpcodeSel, Policy, Rule, SCHEMA_VERSION},
+    schema::{Action, Match, Mode, OnToctou, OpcodeSel, Policy, Rule, SCHEMA_VERSION},
     values,
     yaml::{Node, Value},
 };
@@ -33,7 +33,7 @@ impl Default for Host {
     }
 }
 
-const TOP_KEYS: &[&str] = &["version", "name", "mode", "default", "on_undecodable", "rules"];
+const TOP_KEYS: &[&str] = &["version", "name", "mode", "default", "on_undecodable", "on_toctou", "rules"];
 const RULE_KEYS: &[&str] = &["name", "action", "match"];
 /// `not` must stay last: a `not` block takes every key but the last.
 const MATCH_KEYS: &[&str] = &[
@@ -195,6 +195,10 @@ impl Cx<'_> {
             Some(n) => self.action(n, "on_undecodable"),
             None => default,
         };
+        let on_toctou = match fields.get("on_toctou") {
+            Some(n) => self.keyword(n, "on_toctou", "on_toctou value", &OnToctou::ALL, OnToctou::label),
+            None => Some(OnToctou::Log),
+        };
         let rules = match fields.get("rules") {
             None => Some(Vec::new()),
             Some(n) => self.rules(n),
@@ -205,6 +209,7 @@ impl Cx<'_> {
             mode: mode?,
             default: default?,
             on_undecodable: on_undecodable?,
+            on_toctou: on_toctou?,
             rules: rules?,
         })
     }

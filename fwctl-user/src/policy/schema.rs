@@ -26,6 +26,8 @@ pub struct Policy {
     /// Verdict for a command whose payload could not be read (no opcode to match on);
     /// rules are not consulted for it. Defaults to `default` when the file omits it.
     pub on_undecodable: Action,
+    /// What happens to a task whose payload changed between the decision and the driver.
+    pub on_toctou: OnToctou,
     /// Rules in file order; the first that matches decides.
     pub rules: Vec<Rule>,
 }
@@ -49,6 +51,26 @@ impl Mode {
 
     pub fn from_label(label: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.label() == label)
+    }
+}
+
+/// `on_toctou:` — a detected time-of-check/time-of-use race is always counted and marked
+/// in the audit log; `kill` also sends the task SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OnToctou {
+    #[default]
+    Log,
+    Kill,
+}
+
+impl OnToctou {
+    pub const ALL: [OnToctou; 2] = [OnToctou::Log, OnToctou::Kill];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            OnToctou::Log => "log",
+            OnToctou::Kill => "kill",
+        }
     }
 }
 
