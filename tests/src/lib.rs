@@ -13,3 +13,4 @@ pub mod ioctls;
 pub mod metrics;
 pub mod privilege;
 pub mod standin;
+pub mod uring;

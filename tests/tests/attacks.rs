@@ -1,0 +1,380 @@
+//! The attack suite (issue 7): every known way around the gate, tried for real against
+//! the fleet baseline in enforce mode on the guests' emulated NVMe controller. Each
+//! attack has an expected outcome — `prevented` (refused before the device saw it) or
+//! `detected` (reached the device, but counted, logged and, under `on_toctou: kill`,
+//! answered with SIGKILL) — and the suite prints a table of expected versus observed
+//! before asserting that none got through unseen. Runs in `cargo xtask vm-test`; on a
+//! machine without the devices or BPF LSM it says why it skips.
+
+use std::{
+    fs::OpenOptions,
+    os::fd::{AsRawFd, RawFd},
+    path::Path,
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use fwctl_common::abi::{NVME_URING_CMD_ADMIN, NVME_URING_CMD_IO};
+use fwctl_guard_tests::{
+    agent::{agent_binary, Agent},
+    ioctls::*,
+    metrics::Scrape,
+    privilege::{lsm_available, vm_device},
+    uring,
+};
+
+const FLEET_BASELINE: &str = include_str!("../../policies/fleet-baseline.yaml");
+/// The 32-bit NVMe caller built by tests/build.rs (empty if gcc -m32 was unavailable).
+const NVME32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nvme32"));
+
+const FORMAT_NVM: u8 = 0x80;
+const IDENTIFY: u8 = 0x06;
+
+/// One line of the report.
+struct Row {
+    attack: &'static str,
+    expected: &'static str,
+    observed: String,
+    ok: bool,
+}
+
+#[derive(Default)]
+struct Report(Vec<Row>);
+
+impl Report {
+    fn add(&mut self, attack: &'static str, expected: &'static str, observed: String, ok: bool) {
+        self.0.push(Row { attack, expected, observed, ok });
+    }
+
+    fn print(&self) {
+        println!("\n{:<34} {:<10} {:<60} result", "attack", "expected", "observed");
+        for r in &self.0 {
+            println!(
+                "{:<34} {:<10} {:<60} {}",
+                r.attack,
+                r.expected,
+                r.observed,
+                if r.ok { "ok" } else { "BYPASS" }
+            );
+        }
+    }
+}
+
+/// The fleet baseline with `on_toctou` set.
+fn fleet_baseline(on_toctou: &str) -> std::path::PathBuf {
+    let text = FLEET_BASELINE
+        .replace("on_undecodable: deny", &format!("on_undecodable: deny\non_toctou: {on_toctou}"));
+    assert!(text.contains("on_toctou"), "the baseline's on_undecodable line moved");
+    let path =
+        std::env::temp_dir().join(format!("fwctl-guard-attacks-{on_toctou}-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// An NVMe admin command on `fd` through the ioctl: None on success, else the errno.
+fn admin_ioctl(fd: RawFd, opcode: u8) -> Option<i32> {
+    let p = nvme_passthru(opcode, 1, 0, false);
+    let ret = ioctl(fd, NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64);
+    (ret != 0).then(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+fn describe(result: Option<i32>) -> String {
+    match result {
+        None => "succeeded".into(),
+        Some(libc::EPERM) => "EPERM".into(),
+        Some(e) => format!("errno {e}"),
+    }
+}
+
+fn prevented(report: &mut Report, attack: &'static str, result: Option<i32>) {
+    report.add(attack, "prevented", describe(result), result == Some(libc::EPERM));
+}
+
+#[test]
+fn attack_suite() {
+    let Some(ctrl) = vm_device("attack_suite", "/dev/nvme0") else { return };
+    if !lsm_available(&agent_binary()) {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        eprintln!("skipping attack_suite: kernel {} lacks BPF LSM (nothing can be prevented)", kernel.trim());
+        return;
+    }
+    let policy = fleet_baseline("log");
+    let mut agent =
+        Agent::start_with("attacks", &[], 1 << 22, &["--policy", policy.to_str().unwrap()]).unwrap();
+    assert_eq!(agent.scrape().unwrap().sum("fwctl_guard_enforcing", &[]), 1.0, "{}", agent.output());
+    let mut report = Report::default();
+    let node = OpenOptions::new().read(true).write(true).open(&ctrl).unwrap();
+    let fd = node.as_raw_fd();
+
+    prevented(&mut report, "ioctl: format-nvm (control)", admin_ioctl(fd, FORMAT_NVM));
+    fd_tricks(&mut report, &ctrl, fd);
+    io_uring(&mut report, fd);
+    compat_32bit(&mut report, &ctrl);
+    toctou_race(&mut report, &agent, fd, false);
+    agent.stop().unwrap();
+
+    // The same race under `on_toctou: kill`: the racing process is killed.
+    let policy = fleet_baseline("kill");
+    let agent =
+        Agent::start_with("attacks-kill", &[], 1 << 22, &["--policy", policy.to_str().unwrap()]).unwrap();
+    toctou_race(&mut report, &agent, fd, true);
+
+    report.print();
+    let bypasses: Vec<&str> = report.0.iter().filter(|r| !r.ok).map(|r| r.attack).collect();
+    assert!(bypasses.is_empty(), "undetected bypasses: {bypasses:?}\n{}", agent.output());
+}
+
+/// The verdict follows the task that issues the command, whatever the fd's history:
+/// a duplicate, a reopen through /proc, and an fd received from a process the policy
+/// allows (comm fwupd, uid 0) are all refused for a caller the policy denies.
+fn fd_tricks(report: &mut Report, ctrl: &Path, fd: RawFd) {
+    // SAFETY: dup of a valid fd; closed below.
+    let dup = unsafe { libc::dup(fd) };
+    prevented(report, "dup(fd): format-nvm", admin_ioctl(dup, FORMAT_NVM));
+    // SAFETY: closing our own duplicate.
+    unsafe { libc::close(dup) };
+    let reopened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .expect("reopen via /proc");
+    prevented(report, "/proc/self/fd reopen: format-nvm", admin_ioctl(reopened.as_raw_fd(), FORMAT_NVM));
+    let _ = ctrl;
+    let (errno_in_child, allowed_in_owner) = fd_from_allowed_process();
+    prevented(report, "SCM_RIGHTS fd from allowed proc", errno_in_child);
+    report.add(
+        "  (control: the allowed sender)",
+        "allowed",
+        describe(allowed_in_owner),
+        allowed_in_owner.is_none(),
+    );
+}
+
+/// A thread named `fwupd` (uid 0: the baseline's updater exception) opens the controller
+/// and hands the fd over a unix socket to a forked child named `attacker`, which sends
+/// Format NVM. Returns (the child's result, the fwupd thread's own Format result).
+fn fd_from_allowed_process() -> (Option<i32>, Option<i32>) {
+    std::thread::spawn(|| {
+        set_thread_name("fwupd");
+        let node = OpenOptions::new().read(true).write(true).open("/dev/nvme0").unwrap();
+        let mut pair = [0; 2];
+        // SAFETY: socketpair fills two fds.
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) }, 0);
+        // SAFETY: the child only makes async-signal-safe syscalls and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: see above.
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, c"attacker".as_ptr());
+                let received = recv_fd(pair[1]);
+                let p = nvme_passthru(FORMAT_NVM, 1, 0, false);
+                let ret = libc::ioctl(received, NVME_IOCTL_ADMIN_CMD as _, p.as_ptr());
+                let errno = if ret == 0 { 0 } else { *libc::__errno_location() };
+                libc::_exit(errno);
+            }
+        }
+        send_fd(pair[0], node.as_raw_fd());
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let child = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+        let own = admin_ioctl(node.as_raw_fd(), FORMAT_NVM);
+        ((child != 0).then_some(child), own)
+    })
+    .join()
+    .unwrap()
+}
+
+fn send_fd(sock: RawFd, fd: RawFd) {
+    // SAFETY: a one-byte message with one SCM_RIGHTS control message, buffers on the stack.
+    unsafe {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr() as *mut _, iov_len: 1 };
+        let mut control = [0u8; 64];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut _;
+        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+        assert_eq!(libc::sendmsg(sock, &msg, 0), 1);
+    }
+}
+
+/// # Safety
+/// `sock` must be a unix socket; only async-signal-safe calls (runs in a forked child).
+unsafe fn recv_fd(sock: RawFd) -> RawFd {
+    unsafe {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr() as *mut _, iov_len: 1 };
+        let mut control = [0u8; 64];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut _;
+        msg.msg_controllen = control.len() as _;
+        if libc::recvmsg(sock, &mut msg, 0) != 1 {
+            libc::_exit(102);
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            libc::_exit(103);
+        }
+        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd)
+    }
+}
+
+/// NVMe passthrough over io_uring makes no ioctl syscall: `lsm/uring_cmd` must refuse it.
+fn io_uring(report: &mut Report, fd: RawFd) {
+    let format = uring::submit(fd, NVME_URING_CMD_ADMIN, uring::nvme_uring_cmd(FORMAT_NVM, 1, 0, None));
+    let observed = match &format {
+        Ok(0) => "succeeded".to_string(),
+        Ok(res) if *res == -libc::EPERM => "EPERM".to_string(),
+        Ok(res) => format!("result {res}"),
+        Err(e) => format!("io_uring error: {e}"),
+    };
+    report.add(
+        "io_uring URING_CMD_ADMIN format-nvm",
+        "prevented",
+        observed,
+        matches!(format, Ok(r) if r == -libc::EPERM),
+    );
+    let mut id = vec![0u8; 4096];
+    let identify =
+        uring::submit(fd, NVME_URING_CMD_ADMIN, uring::nvme_uring_cmd(IDENTIFY, 0, 1, Some(&mut id)));
+    report.add(
+        "  (control: io_uring identify)",
+        "allowed",
+        format!("{identify:?}"),
+        matches!(identify, Ok(0)),
+    );
+    // I/O passthrough goes through the namespace's generic node.
+    if let Ok(ng) = OpenOptions::new().read(true).write(true).open("/dev/ng0n1") {
+        let mut buf = vec![0u8; 4096];
+        let read = uring::submit(
+            ng.as_raw_fd(),
+            NVME_URING_CMD_IO,
+            uring::nvme_uring_cmd(0x02, 1, 0, Some(&mut buf)),
+        );
+        report.add("  (control: io_uring I/O read on ng0n1)", "allowed", format!("{read:?}"), read.is_ok());
+    }
+}
+
+/// A 32-bit process takes compat_sys_ioctl (`file_ioctl_compat` on >= 6.8).
+fn compat_32bit(report: &mut Report, ctrl: &Path) {
+    if NVME32.is_empty() {
+        report.add(
+            "compat 32-bit ioctl: format-nvm",
+            "prevented",
+            "not built (gcc -m32 missing)".into(),
+            false,
+        );
+        return;
+    }
+    let exe = std::env::temp_dir().join(format!("nvme32-{}", std::process::id()));
+    std::fs::write(&exe, NVME32).unwrap();
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let status = Command::new(&exe).arg(ctrl).arg(FORMAT_NVM.to_string()).status().unwrap();
+    let result = match status.code() {
+        Some(0) => None,
+        Some(code) => Some(code),
+        None => Some(-1),
+    };
+    let observed = match status.code() {
+        Some(100..=103) => format!("could not run ({status})"),
+        _ => describe(result),
+    };
+    report.add("compat 32-bit ioctl: format-nvm", "prevented", observed, result == Some(libc::EPERM));
+}
+
+/// Two threads: one sends Identify (allowed) over and over, the other flips the opcode
+/// byte in the same buffer to Format NVM (denied) and back. The LSM hook reads the
+/// payload, then the kernel copies it: a flip in between sends a Format the policy never
+/// saw. Every such Format must show up as a TOCTOU detection (and, with `kill`, the
+/// racing process dies). In a forked child so the kill takes the racer, not the suite.
+fn toctou_race(report: &mut Report, agent: &Agent, fd: RawFd, kill: bool) {
+    const TRIES: u32 = 20_000;
+    let before = agent.scrape().unwrap();
+    // SAFETY: the child runs the race and exits; it makes only syscalls and spawns a thread.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        race(fd, TRIES);
+        // SAFETY: leaving the forked child without running the test harness's exit path.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let killed = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
+    // Let the agent read the last events and the device finish the formats.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = agent.scrape().unwrap();
+    let delta = |s: &Scrape, b: &Scrape, name: &str, labels: &[(&str, &str)]| {
+        s.sum(name, labels) - b.sum(name, labels)
+    };
+    let reached = delta(
+        &after,
+        &before,
+        "fwctl_guard_mailbox_commands_total",
+        &[("opcode_name", "format-nvm"), ("origin", "passthrough")],
+    );
+    let detected = delta(&after, &before, "fwctl_guard_toctou_detected_total", &[("class", "nvme-admin")]);
+    let attack =
+        if kill { "TOCTOU opcode flip (on_toctou: kill)" } else { "TOCTOU opcode flip (on_toctou: log)" };
+    if reached == 0.0 && detected == 0.0 {
+        report.add(attack, "detected", format!("race not won in {TRIES} tries"), true);
+        return;
+    }
+    let observed = format!(
+        "{reached} format(s) reached the device, {detected} detected{}",
+        if kill {
+            if killed {
+                ", racer killed"
+            } else {
+                ", racer NOT killed"
+            }
+        } else {
+            ""
+        }
+    );
+    report.add(attack, "detected", observed, detected >= reached && (!kill || killed));
+}
+
+/// The racing child's body: Identify with the opcode flipped underneath.
+fn race(fd: RawFd, tries: u32) {
+    let cmd = Arc::new(std::sync::Mutex::new(nvme_passthru(IDENTIFY, 1, 0, false)));
+    let ptr = cmd.lock().unwrap().as_mut_ptr() as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let opcode = ptr as *mut u8;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: the buffer lives until this thread is joined; a racy byte write is
+                // the point of the test (volatile so it is not optimised away).
+                unsafe {
+                    std::ptr::write_volatile(opcode, FORMAT_NVM);
+                    std::ptr::write_volatile(opcode, IDENTIFY);
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for _ in 0..tries {
+        ioctl(fd, NVME_IOCTL_ADMIN_CMD, ptr as u64);
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().unwrap();
+    drop(cmd);
+}
