@@ -12,6 +12,8 @@
 
 mod bytes;
 pub mod cxl;
+#[cfg(test)]
+mod fuzz;
 pub mod fwctl;
 pub mod nvme;
 pub mod scsi;
