@@ -124,3 +124,37 @@ pub fn gettid() -> u32 {
     // SAFETY: no preconditions.
     unsafe { libc::gettid() as u32 }
 }
+
+/// `enum fwctl_device_type` value of a CXL device.
+pub const FWCTL_DEVICE_TYPE_CXL: u32 = 2;
+/// CXL mailbox opcodes fwctl passes on: Get Supported Features, Get Feature, Set Feature.
+pub const CXL_GET_SUPPORTED_FEATURES: u16 = 0x0500;
+pub const CXL_GET_FEATURE: u16 = 0x0501;
+pub const CXL_SET_FEATURE: u16 = 0x0502;
+/// Size of one `struct cxl_feat_entry` in a Get Supported Features reply.
+pub const CXL_FEAT_ENTRY_LEN: usize = 48;
+
+/// A `struct fwctl_info` (24 B) whose device data buffer is `data` (kept alive by the caller).
+pub fn fwctl_info(data: &mut [u8]) -> [u8; 24] {
+    let mut info = [0u8; 24];
+    put_u32(&mut info, 0, 24);
+    put_u32(&mut info, 12, data.len() as u32);
+    put_u64(&mut info, 16, data.as_mut_ptr() as u64);
+    info
+}
+
+/// `out_device_type` of a `struct fwctl_info` the kernel filled.
+pub fn fwctl_info_device_type(info: &[u8; 24]) -> u32 {
+    u32::from_le_bytes(info[8..12].try_into().expect("4 bytes"))
+}
+
+/// `struct fwctl_rpc_cxl` for Get Supported Features: header with `op_size` 8, then
+/// `count` (bytes of entries wanted) and `start_idx`.
+pub fn cxl_get_supported_features(count: u32, start_idx: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 24];
+    put_u32(&mut p, 0, CXL_GET_SUPPORTED_FEATURES as u32);
+    put_u32(&mut p, 8, 8);
+    put_u32(&mut p, 16, count);
+    p[20..22].copy_from_slice(&start_idx.to_le_bytes());
+    p
+}
