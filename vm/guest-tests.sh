@@ -1,14 +1,22 @@
 #!/bin/sh
 # In-guest tests of the fwctl-guard VM bed (run by vm/init.sh once per kernel boot).
 # 1. Smoke test of the bed: device nodes, the real clients nvme (nvme-cli) and cxl (ndctl)
-#    against the emulated NVMe controller and CXL type-3 device, `fwctl-guard probe`.
-# 2. The project's test executables, built on the host: /tests/host and /tests/policy (here
-#    on this guest kernel, where `hook: auto` picks BPF LSM when the kernel accepts it) and
-#    /tests/vm (real devices). Privileged and device tests must not skip here.
+#    against the emulated NVMe controller and the CXL memdevs (QEMU's type-3 device on the
+#    stock kernels, the kernel's cxl_test mock on the fwctl kernel), `fwctl-guard probe`.
+# 2. The bed's test executables (FWCTL_GUARD_TESTS in /etc/fwctl-guard-bed), built on the
+#    host: /tests/host and /tests/policy (here on this guest kernel, where `hook: auto`
+#    picks BPF LSM when the kernel accepts it), then /tests/vm (stock kernels: real NVMe
+#    and CXL devices) or /tests/fwctl (fwctl kernel: real fwctl devices). Privileged and
+#    device tests must not skip here.
 # Exit status 0 only when everything passed.
 
-echo "--- device nodes"
-ls -l /dev/nvme* /dev/cxl/ 2>&1
+. /etc/fwctl-guard-bed
+
+echo "--- device nodes (bed: $FWCTL_GUARD_BED)"
+ls -l /dev/nvme* /dev/cxl/* /dev/fwctl/* 2>/dev/null
+grep -E ' (nvme|nvme-generic|cxl|fwctl)$' /proc/devices
+echo "tainted: $(cat /proc/sys/kernel/tainted)"
+echo "module BTF: $(ls /sys/kernel/btf | grep -v '^vmlinux$' | tr '\n' ' ')"
 
 echo "--- nvme id-ctrl /dev/nvme0 | head -5"
 nvme id-ctrl /dev/nvme0 > /tmp/id-ctrl.txt 2>&1
@@ -34,7 +42,7 @@ echo "fwctl-guard probe exit status: $?"
 export FWCTL_GUARD_BIN=/fwctl-guard FWCTL_GUARD_REQUIRE_PRIVILEGED=1 FWCTL_GUARD_REQUIRE_VM=1
 export RUST_BACKTRACE=1
 suite_rc=0
-for t in host policy vm; do
+for t in $FWCTL_GUARD_TESTS; do
     echo "--- /tests/$t"
     "/tests/$t" --test-threads=1 --nocapture
     rc=$?

@@ -1,9 +1,10 @@
 #!/bin/sh
 # PID 1 of the fwctl-guard test VM (cargo xtask vm-test packs this as /init).
-# Mounts the kernel file systems, loads the NVMe and CXL modules in the order the host
-# computed (/lib/modules/fwctl-guard/load.order), waits for the devices, runs
-# /guest-tests.sh and reports its exit status on the serial console as
-# FWCTL_GUARD_VM_RESULT=<code>, which the host reads. Then powers off.
+# Mounts the kernel file systems, loads the bed's modules in the order the host
+# computed (/lib/modules/fwctl-guard/load.order), waits for the bed's devices
+# (/etc/fwctl-guard-bed, written from xtask/src/vm/bed.rs), runs /guest-tests.sh and
+# reports its exit status on the serial console as FWCTL_GUARD_VM_RESULT=<code>, which
+# the host reads. Then powers off.
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
@@ -22,22 +23,29 @@ mount -t devpts devpts /dev/pts -o mode=620,ptmxmode=666
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 # Loopback for the agent's metrics endpoint (the tests scrape it with curl).
 ip link set lo up
-echo "FWCTL_GUARD_VM_INIT: init started"
+. /etc/fwctl-guard-bed
+echo "FWCTL_GUARD_VM_INIT: init started (bed: $FWCTL_GUARD_BED)"
 
 modules=/lib/modules/fwctl-guard
 while read -r ko; do
     insmod "$modules/$ko" || echo "init: insmod $ko failed"
 done < "$modules/load.order"
 
-# Up to ~20 s for the devices (probing under TCG is slow).
+# The bed's devices, for up to FWCTL_GUARD_DEVICE_WAIT seconds (probing under TCG is slow).
+all_present() {
+    for dev in $FWCTL_GUARD_DEVICES; do
+        [ -e "$dev" ] || return 1
+    done
+}
 i=0
-while [ $i -lt 200 ]; do
-    [ -e /dev/nvme0 ] && [ -e /dev/cxl/mem0 ] && break
+while [ $i -lt $((FWCTL_GUARD_DEVICE_WAIT * 10)) ] && ! all_present; do
     sleep 0.1
     i=$((i + 1))
 done
-[ -e /dev/nvme0 ] || echo "init: /dev/nvme0 did not appear"
-[ -e /dev/cxl/mem0 ] || echo "init: /dev/cxl/mem0 did not appear"
+for dev in $FWCTL_GUARD_DEVICES; do
+    [ -e "$dev" ] || echo "init: $dev did not appear within $FWCTL_GUARD_DEVICE_WAIT s"
+done
+echo "init: waited for $FWCTL_GUARD_DEVICES until $(cut -d' ' -f1 /proc/uptime) s after boot"
 
 echo "uname -r: $(uname -r)"
 echo "lsm: $(cat /sys/kernel/security/lsm)"

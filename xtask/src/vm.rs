@@ -1,16 +1,20 @@
-//! `cargo xtask vm-test`: boots stock Debian kernels in QEMU (TCG on the project's
-//! machines) with an emulated NVMe controller and CXL type-3 device, and runs the
-//! in-guest test script `vm/guest-tests.sh` once per kernel (issue 3).
+//! `cargo xtask vm-test`: boots kernels in QEMU (TCG on the project's machines) and runs
+//! the in-guest test script `vm/guest-tests.sh` once per kernel: stock Debian kernels
+//! with an emulated NVMe controller and CXL type-3 device (issue 3), and the fwctl test
+//! kernel, built here, with the kernel's cxl_test mock providing real fwctl devices (issue 6).
 //!
-//! Steps: host packages ([`host`]), agent build, kernel fetch and cache ([`kernels`]),
-//! initramfs ([`initramfs`]), boot and result ([`qemu`]). The guest's `vm/init.sh` mounts
-//! the kernel file systems, loads the modules, waits for `/dev/nvme0` and
-//! `/dev/cxl/mem0`, runs the tests and prints `FWCTL_GUARD_VM_RESULT=<code>`.
+//! Steps: host packages ([`host`]), agent build, kernel fetch or build and cache
+//! ([`kernels`], [`fwctl_kernel`]), initramfs ([`initramfs`]), boot and result ([`qemu`]).
+//! What differs per kernel (modules, devices, machine layout, tests) is its [`bed`]. The
+//! guest's `vm/init.sh` mounts the kernel file systems, loads the modules, waits for the
+//! bed's devices, runs the tests and prints `FWCTL_GUARD_VM_RESULT=<code>`.
 //!
 //! Where things are: kernels and device backing files in `~/.cache/fwctl-guard/vm/`,
 //! initramfs in `target/vm/<kernel>/`, serial console logs in `target/vm-logs/<kernel>.log`.
 
 mod apt;
+mod bed;
+mod fwctl_kernel;
 mod host;
 mod initramfs;
 mod kernels;
@@ -22,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::{build, cmd, paths, setup};
+use bed::Bed;
 use kernels::Series;
 use qemu::Accel;
 
@@ -38,13 +43,14 @@ fn parse_kernels(text: &str) -> Result<Kernels, String> {
     }
     <Series as clap::ValueEnum>::from_str(text, false)
         .map(|s| Kernels(vec![s]))
-        .map_err(|_| format!("unknown kernel '{text}': one of 6.1, 6.12, 7.2, all"))
+        .map_err(|_| format!("unknown kernel '{text}': one of 6.1, 6.12, 7.2, fwctl, all"))
 }
 
 /// Options of `cargo xtask vm-test`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Debian kernel series to boot (bookworm 6.1, trixie 6.12, sid 7.2), or all three.
+    /// Kernel to boot: Debian's bookworm 6.1, trixie 6.12, sid 7.2, the fwctl test kernel
+    /// (built from Debian's 7.2 source on first use, ~25 min, then cached), or all four.
     #[arg(long, value_parser = parse_kernels, default_value = "7.2")]
     kernel: Kernels,
     /// Keep the unpacked initramfs tree (target/vm/<kernel>/root) for inspection.
@@ -80,7 +86,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
     host::ensure()?;
     let payload = initramfs::Payload {
         agent: build::build_agent(true)?,
-        tests: build::test_executables(&["host", "policy", "vm"])?,
+        tests: build::test_executables(&Bed::all_tests(series.iter().map(|s| s.bed())))?,
     };
     let disks = qemu::disks()?;
     let mut accel = match args.accel {
@@ -123,14 +129,15 @@ fn run_one(
     let fetch = t.elapsed();
     let t = Instant::now();
     let work = paths::target_dir().join("vm").join(name);
-    let initrd = initramfs::build(&kernel, payload, &work)?;
+    let bed = series.bed();
+    let initrd = initramfs::build(&kernel, bed, payload, &work)?;
     let pack = t.elapsed();
     let log = paths::target_dir().join("vm-logs").join(format!("{name}.log"));
     let timeout = Duration::from_secs(args.timeout);
 
     let mut outcome = None;
     if *accel == Accel::Auto {
-        let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, Accel::Kvm);
+        let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, bed.layout, Accel::Kvm);
         println!("$ {}", cmd::display(&cmd));
         let out = qemu::boot(cmd, &log, timeout, Some(qemu::KVM_INIT_DEADLINE))?;
         if out.init_seen {
@@ -143,7 +150,7 @@ fn run_one(
     let outcome = match outcome {
         Some(out) => out,
         None => {
-            let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, *accel);
+            let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, bed.layout, *accel);
             println!("$ {}", cmd::display(&cmd));
             qemu::boot(cmd, &log, timeout, None)?
         }
@@ -211,6 +218,7 @@ mod tests {
         let parse = |a: &[&str]| Cli::try_parse_from([&["vm-test"], a].concat()).map(|c| c.args.kernel.0);
         assert_eq!(parse(&[]).unwrap(), vec![Series::V7_2]);
         assert_eq!(parse(&["--kernel", "6.1"]).unwrap(), vec![Series::V6_1]);
+        assert_eq!(parse(&["--kernel", "fwctl"]).unwrap(), vec![Series::Fwctl]);
         assert_eq!(parse(&["--kernel", "all"]).unwrap(), Series::ALL.to_vec());
         assert!(parse(&["--kernel", "8.0"]).is_err());
     }

@@ -3,7 +3,9 @@
 //! docs/reference environment.md prescribes: bookworm's QEMU 7.2 conflicts with the
 //! image's qemu-utils 10.0 and lacks `volatile-memdev`), busybox-static, cpio, kmod
 //! (depmod) and the guest clients nvme-cli and ndctl (`cxl`), whose binaries and
-//! libraries are copied into the initramfs.
+//! libraries are copied into the initramfs. For the fwctl test kernel (only when it
+//! has to be built), the kernel build's own tools: compiler, make, bison/flex, libelf and
+//! OpenSSL headers, pahole (dwarves, for BTF; bookworm's 1.24 is enough), patch.
 //!
 //! apt's plan is simulated first (`apt-get -s`) and refused if it would upgrade, downgrade
 //! or remove anything already on the host.
@@ -19,11 +21,37 @@ use crate::{cmd, privilege};
 const BACKPORTS: &[&str] = &["qemu-system-x86", "qemu-system-common", "qemu-system-data", "seabios"];
 /// Packages taken from the host's own release.
 const PLAIN: &[&str] = &["busybox-static", "cpio", "kmod", "nvme-cli", "ndctl"];
+/// What building the fwctl test kernel needs, from the host's own release.
+const KERNEL_BUILD: &[&str] = &[
+    "build-essential",
+    "bc",
+    "bison",
+    "flex",
+    "libelf-dev",
+    "libssl-dev",
+    "dwarves",
+    "kmod",
+    "cpio",
+    "xz-utils",
+    "patch",
+    "perl",
+    "python3",
+];
 
-/// Installs whatever of the above is missing; prints nothing when all is present.
+/// Installs whatever of the test bed's packages is missing; prints nothing when all is present.
 pub fn ensure() -> Result<()> {
-    let missing_bpo: Vec<&str> = BACKPORTS.iter().copied().filter(|p| !installed(p)).collect();
-    let missing: Vec<&str> = PLAIN.iter().copied().filter(|p| !installed(p)).collect();
+    install(BACKPORTS, PLAIN)
+}
+
+/// Installs whatever the fwctl kernel build needs and is missing.
+pub fn ensure_kernel_build() -> Result<()> {
+    install(&[], KERNEL_BUILD)
+}
+
+/// Installs the missing ones of `backports` (from bookworm-backports) and `plain`.
+fn install(backports: &[&str], plain: &[&str]) -> Result<()> {
+    let missing_bpo: Vec<&str> = backports.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = plain.iter().copied().filter(|p| !installed(p)).collect();
     if missing_bpo.is_empty() && missing.is_empty() {
         return Ok(());
     }
@@ -34,7 +62,7 @@ pub fn ensure() -> Result<()> {
     let mut specs: Vec<String> = missing_bpo.iter().map(|p| format!("{p}/bookworm-backports")).collect();
     specs.extend(missing.iter().map(|p| p.to_string()));
     println!("vm: installing host packages: {}", specs.join(" "));
-    let install = |simulate: bool| -> Result<Command> {
+    let apt_install = |simulate: bool| -> Result<Command> {
         let mut c = privilege::as_root("env")?;
         c.args(["DEBIAN_FRONTEND=noninteractive", "apt-get", "-o", "DPkg::Lock::Timeout=300"]);
         c.args(["install", "-y", "--no-install-recommends", "-t", "bookworm"]);
@@ -44,13 +72,13 @@ pub fn ensure() -> Result<()> {
         c.args(&specs);
         Ok(c)
     };
-    let plan = install(true)?.output().context("cannot run apt-get -s install")?;
+    let plan = apt_install(true)?.output().context("cannot run apt-get -s install")?;
     let text = String::from_utf8_lossy(&plan.stdout);
     if !plan.status.success() {
         bail!("apt cannot plan the install:\n{text}{}", String::from_utf8_lossy(&plan.stderr));
     }
     check_plan(&text)?;
-    cmd::run(&mut install(false)?).context("cannot install the VM test bed's host packages")
+    cmd::run(&mut apt_install(false)?).context("cannot install the VM test bed's host packages")
 }
 
 /// Refuses a plan that touches installed packages: `Inst pkg [old] (new ...)` is an

@@ -1,11 +1,13 @@
 //! The guest's initramfs (cpio newc, gzip), one per kernel, built from scratch on every
-//! run into `target/vm/<series>/` (a second or two):
+//! run into `target/vm/<series>/` (a second or two), from the kernel's [`Bed`]:
 //!
 //! - `/init` = `vm/init.sh`, `/guest-tests.sh` = `vm/guest-tests.sh`, `/fwctl-guard` = the agent;
+//! - `/etc/fwctl-guard-bed`: the bed's name, the devices init waits for, the tests to run;
+//! - `/tests/<name>`: the bed's test executables;
 //! - busybox-static at `/bin/busybox` with a symlink per applet;
 //! - the real clients `nvme` (nvme-cli) and `cxl` (ndctl) at their host paths, with every
 //!   shared library `ldd` names and the dynamic loader (also for the agent);
-//! - the NVMe and CXL modules and everything `modules.dep` says they need, decompressed,
+//! - the bed's modules and everything `modules.dep` says they need, decompressed,
 //!   in `/lib/modules/fwctl-guard/`, with `load.order` listing them dependencies first
 //!   (init `insmod`s them in that order; modules built into the kernel are skipped).
 
@@ -17,13 +19,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use super::bed::Bed;
 use super::kernels::Kernel;
 use crate::{cmd, paths, privilege};
-
-/// Modules the test bed needs, in load order; their dependencies (nvme_auth,
-/// nvme_keyring, …) are added before them. Each must be a module or built in.
-const MODULES: &[&str] =
-    &["nvme_core", "nvme", "libnvdimm", "cxl_core", "cxl_port", "cxl_acpi", "cxl_pci", "cxl_mem", "cxl_pmem"];
 
 /// Client programs copied in with their libraries.
 const CLIENTS: &[&str] = &["nvme", "cxl", "curl"];
@@ -34,12 +32,13 @@ const GUEST_MODULES: &str = "lib/modules/fwctl-guard";
 /// What the host puts into every guest: the agent and the compiled test executables.
 pub struct Payload {
     pub agent: PathBuf,
-    /// `(name, executable)`: installed as `/tests/<name>`.
+    /// `(name, executable)` for every bed of the run; a guest gets its bed's, as `/tests/<name>`.
     pub tests: Vec<(String, PathBuf)>,
 }
 
-/// Builds `<out>/initramfs.cpio.gz` for `kernel` with the payload inside; returns its path.
-pub fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> Result<PathBuf> {
+/// Builds `<out>/initramfs.cpio.gz` for `kernel` and its `bed` with the payload inside;
+/// returns its path.
+pub fn build(kernel: &Kernel, bed: &Bed, payload: &Payload, out: &Path) -> Result<PathBuf> {
     let agent = payload.agent.as_path();
     let root = out.join("root");
     if root.exists() {
@@ -65,9 +64,15 @@ pub fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> Result<PathBuf> 
     install(&vm.join("init.sh"), &root.join("init"))?;
     install(&vm.join("guest-tests.sh"), &root.join("guest-tests.sh"))?;
     install(agent, &root.join("fwctl-guard"))?;
+    fs::write(root.join("etc/fwctl-guard-bed"), bed.guest_file())?;
 
     let mut elves = vec![agent.to_path_buf()];
-    for (name, exe) in &payload.tests {
+    for &name in bed.tests {
+        let (_, exe) = payload
+            .tests
+            .iter()
+            .find(|(n, _)| n == name)
+            .with_context(|| format!("test executable {name} was not built"))?;
         install(exe, &root.join("tests").join(name))?;
         elves.push(exe.clone());
     }
@@ -81,7 +86,7 @@ pub fn build(kernel: &Kernel, payload: &Payload, out: &Path) -> Result<PathBuf> 
         install(&lib, &guest_path(&root, &lib))?;
     }
     busybox(&root)?;
-    modules(kernel, &root.join(GUEST_MODULES))?;
+    modules(kernel, bed, &root.join(GUEST_MODULES))?;
 
     let image = out.join("initramfs.cpio.gz");
     let script = format!(
@@ -158,8 +163,9 @@ fn module_name(path: &str) -> String {
     file.split(".ko").next().unwrap_or(file).replace('-', "_")
 }
 
-/// Copies the needed modules, decompressed, into `dest` and writes `dest/load.order`.
-fn modules(kernel: &Kernel, dest: &Path) -> Result<()> {
+/// Copies the bed's modules and their dependencies, decompressed, into `dest` and writes
+/// `dest/load.order`.
+fn modules(kernel: &Kernel, bed: &Bed, dest: &Path) -> Result<()> {
     let dep_file = kernel.modules.join("modules.dep");
     let dep_text =
         fs::read_to_string(&dep_file).with_context(|| format!("cannot read {}", dep_file.display()))?;
@@ -178,11 +184,21 @@ fn modules(kernel: &Kernel, dest: &Path) -> Result<()> {
 
     let mut order: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
-    for &name in MODULES {
+    for &name in bed.modules {
         if deps.contains_key(name) {
             visit(name, &deps, &mut seen, &mut order);
         } else if !builtin.contains(name) {
             bail!("kernel {} has module {name} neither as a module nor built in", kernel.release);
+        }
+    }
+    for &name in bed.from_updates {
+        match deps.get(name) {
+            Some((path, _)) if path.starts_with("updates/") => {}
+            other => bail!(
+                "kernel {}: module {name} should come from updates/ (the cxl_test mock), modules.dep has {:?}",
+                kernel.release,
+                other.map(|(path, _)| path)
+            ),
         }
     }
     let mut listing = String::new();

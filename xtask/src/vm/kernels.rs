@@ -1,15 +1,16 @@
-//! Stock Debian kernels for the guest: the newest `amd64` build of each series, fetched
-//! with `apt-get download`, unpacked with `dpkg -x` into
+//! The guest kernels: stock Debian kernels, the newest `amd64` build of each series,
+//! fetched with `apt-get download`, unpacked with `dpkg -x` into
 //! `~/.cache/fwctl-guard/vm/kernels/<series>/root`, with `depmod` run on the unpacked
-//! modules. A finished unpack is marked by a `release` file (the `uname -r`); when it
-//! exists the cache is used as is and apt is not touched at all (delete the folder to
-//! pick up a newer kernel).
+//! modules; and the fwctl test kernel, built from source ([`fwctl_kernel`]). A finished
+//! unpack is marked by a `release` file (the `uname -r`); when it exists the cache is
+//! used as is and apt is not touched at all (delete the folder to pick up a newer kernel).
 //!
 //! | series | suite    | packages                                                    |
 //! |--------|----------|-------------------------------------------------------------|
 //! | 6.1    | bookworm | `linux-image-6.1.0-N-amd64-unsigned` (vmlinuz + modules)     |
 //! | 6.12   | trixie   | `linux-image-6.12.N+debM-amd64-unsigned` (vmlinuz + modules) |
 //! | 7.2    | sid      | `linux-binary-7.2.N+debM-amd64` + `linux-modules-…` + `linux-base-…` |
+//! | fwctl  | sid      | built from `linux-source-7.2` (pinned version)               |
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,9 +19,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::apt::{self, Found};
+use super::bed::{self, Bed};
+use super::fwctl_kernel;
 use crate::{cmd, paths};
 
-/// A kernel series of the test matrix.
+/// A kernel of the test matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Series {
     #[value(name = "6.1")]
@@ -29,34 +32,50 @@ pub enum Series {
     V6_12,
     #[value(name = "7.2")]
     V7_2,
+    /// The fwctl test kernel (7.2 source, FWCTL + CXL_FEATURES, the cxl_test mock).
+    #[value(name = "fwctl")]
+    Fwctl,
+}
+
+/// Where a series' kernel comes from.
+enum Origin {
+    /// Debian's binary packages: the suite and the main package's name around its
+    /// version part (prefix, suffix).
+    Debian { suite: &'static str, prefix: &'static str, suffix: &'static str },
+    /// Built here from source.
+    Built,
 }
 
 impl Series {
-    pub const ALL: [Series; 3] = [Series::V6_1, Series::V6_12, Series::V7_2];
+    pub const ALL: [Series; 4] = [Series::V6_1, Series::V6_12, Series::V7_2, Series::Fwctl];
 
     pub fn name(self) -> &'static str {
         match self {
             Series::V6_1 => "6.1",
             Series::V6_12 => "6.12",
             Series::V7_2 => "7.2",
+            Series::Fwctl => "fwctl",
         }
     }
 
-    /// The Debian suite that carries this series.
-    fn suite(self) -> &'static str {
+    /// The test bed this kernel boots into.
+    pub fn bed(self) -> &'static Bed {
         match self {
-            Series::V6_1 => "bookworm",
-            Series::V6_12 => "trixie",
-            Series::V7_2 => "sid",
+            Series::Fwctl => &bed::FWCTL,
+            _ => &bed::STOCK,
         }
     }
 
-    /// The main package's name around its version part: (prefix, suffix).
-    fn main_package(self) -> (&'static str, &'static str) {
+    fn origin(self) -> Origin {
         match self {
-            Series::V6_1 => ("linux-image-6.1.0-", "-amd64-unsigned"),
-            Series::V6_12 => ("linux-image-6.12.", "-amd64-unsigned"),
-            Series::V7_2 => ("linux-binary-7.2.", "-amd64"),
+            Series::V6_1 => {
+                Origin::Debian { suite: "bookworm", prefix: "linux-image-6.1.0-", suffix: "-amd64-unsigned" }
+            }
+            Series::V6_12 => {
+                Origin::Debian { suite: "trixie", prefix: "linux-image-6.12.", suffix: "-amd64-unsigned" }
+            }
+            Series::V7_2 => Origin::Debian { suite: "sid", prefix: "linux-binary-7.2.", suffix: "-amd64" },
+            Series::Fwctl => Origin::Built,
         }
     }
 }
@@ -70,14 +89,17 @@ pub struct Kernel {
     pub modules: PathBuf,
 }
 
-/// The cached kernel of `series`, fetching and unpacking it first when absent.
+/// The cached kernel of `series`, fetching and unpacking (or building) it first when absent.
 pub fn ensure(series: Series) -> Result<Kernel> {
+    let Origin::Debian { suite, prefix, suffix } = series.origin() else {
+        return fwctl_kernel::ensure();
+    };
     let dir = paths::cache_dir()?.join("vm/kernels").join(series.name());
     let stamp = dir.join("release");
     if let Ok(release) = fs::read_to_string(&stamp) {
         return locate(&dir.join("root"), release.trim());
     }
-    let debs = fetch(series, &dir)?;
+    let debs = fetch(series, (suite, prefix, suffix), &dir)?;
     let root = dir.join("root");
     if root.exists() {
         fs::remove_dir_all(&root)?;
@@ -100,9 +122,7 @@ pub fn ensure(series: Series) -> Result<Kernel> {
 }
 
 /// Downloads this series' newest packages into `dir`; returns the `.deb` paths.
-fn fetch(series: Series, dir: &Path) -> Result<Vec<PathBuf>> {
-    let suite = series.suite();
-    let (prefix, suffix) = series.main_package();
+fn fetch(series: Series, (suite, prefix, suffix): (&str, &str, &str), dir: &Path) -> Result<Vec<PathBuf>> {
     let fresh = suite != "bookworm" && apt::ensure_suite(suite)?;
     let mut main = apt::newest(suite, prefix, suffix)?;
     if main.is_none() && !fresh {
@@ -162,8 +182,8 @@ fn find_release(root: &Path) -> Result<String> {
     bail!("no lib/modules in {}", root.display())
 }
 
-/// The paths of an unpacked kernel.
-fn locate(root: &Path, release: &str) -> Result<Kernel> {
+/// The paths of an unpacked (or installed) kernel.
+pub fn locate(root: &Path, release: &str) -> Result<Kernel> {
     let modules = ["usr/lib/modules", "lib/modules"]
         .iter()
         .map(|base| root.join(base).join(release))

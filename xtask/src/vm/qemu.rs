@@ -1,6 +1,6 @@
-//! Booting a guest: the QEMU command line (q35 with CXL, one NVMe controller, one CXL
-//! type-3 device with persistent memory and a label area, per QEMU's
-//! docs/system/devices/cxl.rst), and one boot with its serial console captured to a log
+//! Booting a guest: the QEMU command line for the bed's [`Layout`] (q35 with one NVMe
+//! controller; either one CXL type-3 device with persistent memory and a label area, per
+//! QEMU's docs/system/devices/cxl.rst, or two NUMA nodes for the cxl_test mock), and one boot with its serial console captured to a log
 //! file, a time limit, and the result read from the sentinel line
 //! `FWCTL_GUARD_VM_RESULT=<code>` that `vm/init.sh` prints.
 //!
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::bed::Layout;
 use crate::paths;
 
 /// Printed by `vm/init.sh` as soon as it runs.
@@ -91,15 +92,36 @@ pub fn disks() -> Result<Disks> {
 }
 
 /// The full QEMU command for one boot (`accel` is `tcg` or `kvm`).
-pub fn command(vmlinuz: &Path, initrd: &Path, disks: &Disks, accel: Accel) -> Command {
+pub fn command(vmlinuz: &Path, initrd: &Path, disks: &Disks, layout: Layout, accel: Accel) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-accel", accel.name(), "-machine", "q35,cxl=on", "-m", "2G", "-smp", "2"]);
+    c.args(["-accel", accel.name(), "-m", "2G"]);
+    match layout {
+        Layout::CxlType3 => c.args(["-machine", "q35,cxl=on", "-smp", "2"]),
+        // One socket per node: with both CPUs in one socket split across nodes the kernel
+        // warns about the topology, which taints it.
+        Layout::TwoNumaNodes => c.args(["-machine", "q35", "-smp", "2,sockets=2,cores=1,threads=1"]),
+    };
     // No NIC: the guest needs no network, and its option ROM costs boot time.
     c.args(["-nographic", "-no-reboot", "-nic", "none"]);
     c.arg("-kernel").arg(vmlinuz).arg("-initrd").arg(initrd);
     c.args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"]);
     c.arg("-drive").arg(format!("file={},if=none,id=nvm,format=raw", disks.nvme.display()));
     c.args(["-device", "nvme,serial=fwctlguard,drive=nvm"]);
+    match layout {
+        Layout::CxlType3 => cxl_type3(&mut c, disks),
+        Layout::TwoNumaNodes => {
+            for node in 0..2 {
+                c.args(["-object", &format!("memory-backend-ram,id=node{node},size=1G")]);
+                c.args(["-numa", &format!("node,nodeid={node},cpus={node},memdev=node{node}")]);
+            }
+        }
+    }
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// One CXL type-3 memdev behind a host bridge and root port, with a 4 GiB window.
+fn cxl_type3(c: &mut Command, disks: &Disks) {
     c.arg("-object").arg(format!(
         "memory-backend-file,id=cxl-mem0,share=on,mem-path={},size={}",
         disks.cxl_pmem.display(),
@@ -117,8 +139,6 @@ pub fn command(vmlinuz: &Path, initrd: &Path, disks: &Disks, accel: Accel) -> Co
         "cxl-type3,bus=root_port13,persistent-memdev=cxl-mem0,lsa=cxl-lsa0,id=cxl-pmem0,sn=0x1",
     ]);
     c.args(["-M", "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G"]);
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c
 }
 
 /// How a boot ended.
