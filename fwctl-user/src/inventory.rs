@@ -40,6 +40,13 @@ pub struct Device {
     pub block: bool,
     pub major: u32,
     pub minor: u32,
+    /// Where the node is opened: `/dev/` + the kernel's name for it (uevent DEVNAME).
+    pub node: PathBuf,
+    /// Its directory under `/sys/class` (or `/sys/bus`).
+    pub sysfs: PathBuf,
+    /// The sysfs device the node hangs off: the controller of an NVMe namespace, the
+    /// memdev of a CXL fwctl node, the PCI function of a controller.
+    pub parent: Option<String>,
     /// The kernel driver bound to the nearest ancestor that has one.
     pub kernel_driver: Option<String>,
     /// PCI function (domain:bus:dev.fn) the device sits under.
@@ -47,6 +54,10 @@ pub struct Device {
 }
 
 impl Device {
+    pub fn key(&self) -> u64 {
+        device_key(self.block, self.major, self.minor)
+    }
+
     pub fn watch_entry(&self) -> WatchEntry {
         WatchEntry {
             block: self.block,
@@ -169,14 +180,35 @@ const SYSFS_CLASSES: [(&str, u8, u8, Option<&str>); 7] = [
     ("class/bsg", device_kind::SCSI, driver::BSG, None),
 ];
 
-/// Every passthrough node sysfs knows of (under `sys_root`, normally `/sys`).
-pub fn scan_sysfs(sys_root: &Path) -> Vec<Device> {
-    let mut devices = Vec::new();
-    for (dir, kind, default_driver, prefix) in SYSFS_CLASSES {
+/// A passthrough node as sysfs lists it: cheap to collect (no ioctl, no symlink walk), so
+/// the agent can compare lists to notice hot-plug.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Node {
+    pub name: String,
+    pub kind: u8,
+    /// The listing's driver; fwctl nodes get theirs in [`describe`].
+    pub driver: u8,
+    pub block: bool,
+    pub major: u32,
+    pub minor: u32,
+    /// Its directory under `/sys/class` (or `/sys/bus`).
+    pub sysfs: PathBuf,
+}
+
+impl Node {
+    pub fn key(&self) -> u64 {
+        device_key(self.block, self.major, self.minor)
+    }
+}
+
+/// Every passthrough node sysfs lists (under `sys_root`, normally `/sys`), without details.
+pub fn list_sysfs(sys_root: &Path) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for (dir, kind, driver, prefix) in SYSFS_CLASSES {
         let Ok(entries) = fs::read_dir(sys_root.join(dir)) else { continue };
-        let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        names.sort();
-        for path in names {
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
             let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
             if prefix.is_some_and(|p| !name.starts_with(p)) {
                 continue;
@@ -186,36 +218,59 @@ pub fn scan_sysfs(sys_root: &Path) -> Vec<Device> {
             else {
                 continue;
             };
-            let real = fs::canonicalize(&path).unwrap_or(path.clone());
-            let device_dir = if path.join("device").exists() {
-                fs::canonicalize(path.join("device")).unwrap_or(real.clone())
-            } else {
-                real.clone()
-            };
-            let kernel_driver = nearest_driver(&device_dir);
-            let drv = if kind == device_kind::FWCTL {
-                fwctl_driver(&name, kernel_driver.as_deref())
-            } else {
-                default_driver
-            };
-            devices.push(Device {
-                name,
-                kind,
-                driver: drv,
-                block: dir == "class/block",
-                major,
-                minor,
-                kernel_driver,
-                parent_pci: parent_pci(&device_dir),
-            });
+            nodes.push(Node { name, kind, driver, block: dir == "class/block", major, minor, sysfs: path });
         }
     }
-    devices
+    nodes
 }
 
-/// The fwctl driver of node `name`: FWCTL_INFO's device type, else the sysfs driver name.
-fn fwctl_driver(name: &str, kernel_driver: Option<&str>) -> u8 {
-    if let Some(t) = crate::fwctl_info::device_type(&Path::new("/dev/fwctl").join(name)) {
+/// Every passthrough node sysfs knows of (under `sys_root`, normally `/sys`).
+pub fn scan_sysfs(sys_root: &Path) -> Vec<Device> {
+    list_sysfs(sys_root).iter().map(describe).collect()
+}
+
+/// A listed node with its drivers, parents and `/dev` path.
+pub fn describe(node: &Node) -> Device {
+    let path = &node.sysfs;
+    let real = fs::canonicalize(path).unwrap_or(path.clone());
+    // Class devices link to their parent as `device`; bus devices sit inside it.
+    let (device_dir, parent) = match fs::canonicalize(path.join("device")) {
+        Ok(dir) => (dir.clone(), Some(dir)),
+        Err(_) => (real.clone(), real.parent().map(Path::to_path_buf)),
+    };
+    let kernel_driver = nearest_driver(&device_dir);
+    let dev = dev_path(path, &node.name);
+    let drv = if node.kind == device_kind::FWCTL {
+        fwctl_driver(&dev, kernel_driver.as_deref())
+    } else {
+        node.driver
+    };
+    Device {
+        name: node.name.clone(),
+        kind: node.kind,
+        driver: drv,
+        block: node.block,
+        major: node.major,
+        minor: node.minor,
+        node: dev,
+        sysfs: path.clone(),
+        parent: parent.as_deref().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()),
+        kernel_driver,
+        parent_pci: parent_pci(&device_dir),
+    }
+}
+
+/// `/dev/` + the uevent's DEVNAME (`cxl/mem0`, `fwctl/fwctl0`, `bsg/...`), else `/dev/NAME`.
+fn dev_path(sysfs: &Path, name: &str) -> PathBuf {
+    let devname = fs::read_to_string(sysfs.join("uevent"))
+        .ok()
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("DEVNAME=").map(str::to_string)));
+    Path::new("/dev").join(devname.unwrap_or_else(|| name.to_string()))
+}
+
+/// The fwctl driver of `node`: FWCTL_INFO's device type, else the sysfs driver name.
+fn fwctl_driver(node: &Path, kernel_driver: Option<&str>) -> u8 {
+    if let Some(t) = crate::fwctl_info::device_type(node) {
         if driver::label(t as u8) != "unknown" && t <= driver::PDS as u32 {
             return t as u8;
         }

@@ -42,6 +42,13 @@ pub fn opcode_name(class: u8, drv: u8, ioctl: u8, opcode: u32, decode: u8) -> &'
     catalog_for(class, drv).and_then(|c| c.name(opcode)).unwrap_or("unknown")
 }
 
+/// A UUID in its canonical text form (`0da9c0b5-bf41-4b78-8f79-96b1623b3f17`), bytes in
+/// wire order as CXL carries them.
+pub fn uuid(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +76,11 @@ mod tests {
         assert_eq!(opcode(OPCODE_NONE), "none");
         assert_eq!(opcode(0x6), "0x0006");
         assert_eq!(opcode(0x10_0000), "0x100000");
+    }
+
+    #[test]
+    fn uuids_print_in_canonical_form() {
+        assert_eq!(uuid(&fwctl_common::effects::CEL_UUID), "0da9c0b5-bf41-4b78-8f79-96b1623b3f17");
+        assert_eq!(uuid(&[0xff; 16]), "ffffffff-ffff-ffff-ffff-ffffffffffff");
     }
 }
