@@ -1,7 +1,10 @@
 //! `fwctl-guard run`: resolve the kernel layout, find the devices, load and attach the
 //! programs, then serve metrics and write the audit log until SIGINT/SIGTERM.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context as _, Result};
 use fwctl_common::model::KernelOffsets;
@@ -14,12 +17,16 @@ use crate::{
     audit::AuditLog,
     btf::KernelBtf,
     config::{Config, DeclaredDevice},
+    effects::{read::DeviceReader, refresh::DeviceEffects},
     enforce::{rule_ids::RuleIds, runtime::Runtime},
     events, http, inventory,
     kernel::{self, HookMode},
     metrics::{self, KernelCounters},
     offsets,
 };
+
+/// Where the kernel lists devices.
+const SYS_ROOT: &str = "/sys";
 
 pub struct RunOptions<'a> {
     pub config_path: &'a Path,
@@ -48,8 +55,11 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let mut entries = inventory::major_entries(&inventory::parse_proc_devices(
         &std::fs::read_to_string("/proc/devices").context("reading /proc/devices")?,
     ));
-    entries.extend(inventory::scan_sysfs(Path::new("/sys")).iter().map(inventory::Device::watch_entry));
-    entries.extend(inventory::declared_entries(&config.devices).context("configuration: devices")?);
+    let sysfs_devices = inventory::scan_sysfs(Path::new(SYS_ROOT));
+    entries.extend(sysfs_devices.iter().map(inventory::Device::watch_entry));
+    let declared = inventory::declared_entries(&config.devices).context("configuration: devices")?;
+    let declared_keys = declared.iter().map(inventory::WatchEntry::key).collect();
+    entries.extend(declared);
 
     let audit_path = options.audit_log.unwrap_or(&config.audit.path);
     let log = AuditLog::open(audit_path)?;
@@ -69,13 +79,20 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let maps = kernel::take_maps(&mut ebpf)?;
     let programs = kernel::program_stats(&ebpf, &attached)?;
     let rule_ids = RuleIds::default();
-    let (registry, agent_metrics) = metrics::registry(KernelCounters::new(
-        maps.counters,
-        maps.mailbox,
-        maps.stats,
-        programs,
-        rule_ids.clone(),
-    ))?;
+    let (registry, agent_metrics) = metrics::registry(
+        KernelCounters::new(maps.counters, maps.mailbox, maps.stats, programs, rule_ids.clone()),
+        config.metrics.device_effects,
+    )?;
+    // Before the policy: its effects rules judge by what is in the map from the start.
+    // The agent's own ioctls here are not audited (KernelOffsets.agent_tgid).
+    let device_effects = DeviceEffects::start(
+        &DeviceReader,
+        maps.effects,
+        maps.devices,
+        declared_keys,
+        &sysfs_devices,
+        agent_metrics.effects.clone(),
+    );
     let policy_path = options.policy.map(Path::to_path_buf).or(config.policy.clone());
     let mut runtime = policy_path.map(|path| {
         Runtime::new(path, rule_ids.clone(), maps.policy, agent_metrics.clone(), hook == Hook::Lsm)
@@ -136,6 +153,16 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         None => println!("  policy:    none (every command allowed and counted)"),
     }
     println!("  devices:   {} watch entries (see --verbose for the list)", entries.len());
+    let summary = device_effects.summary();
+    println!(
+        "  effects:   declared by {}{}",
+        if summary.read.is_empty() { "no device".to_string() } else { summary.read.join(", ") },
+        if summary.failed.is_empty() {
+            String::new()
+        } else {
+            format!("; unknown for {} (could not be read, see the log)", summary.failed.join(", "))
+        }
+    );
     println!("  metrics:   http://{}/metrics", listener.local_addr()?);
     println!(
         "  audit log: {}",
@@ -147,6 +174,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let server = tokio::spawn(http::serve(listener, registry, stopped.clone()));
     let reader =
         tokio::spawn(events::run(maps.events, maps.inflight, log, agent_metrics.clone(), stopped.clone()));
+    let rescanner = tokio::spawn(device_effects.watch(PathBuf::from(SYS_ROOT), stopped.clone()));
     let reloader = runtime.map(|runtime| tokio::spawn(watch_policy(runtime, stopped)));
 
     wait_for_termination().await?;
@@ -154,6 +182,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     drop(ebpf); // detaches every program: no new events after this point
     let _ = stop.send(true);
     reader.await.context("audit task")??;
+    rescanner.await.context("device rescan task")??;
     if let Some(reloader) = reloader {
         reloader.await.context("policy task")??;
     }

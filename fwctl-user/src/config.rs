@@ -45,11 +45,15 @@ pub struct MetricsConfig {
     /// Address of the Prometheus endpoint; loopback unless an operator says otherwise.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Export `fwctl_guard_device_opcode_effects`: one series per device node and
+    /// declared opcode (and CXL feature), hundreds per NVMe drive. Off by default.
+    #[serde(default)]
+    pub device_effects: bool,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: default_listen() }
+        Self { listen: default_listen(), device_effects: false }
     }
 }
 
@@ -210,6 +214,8 @@ mod tests {
         assert!(config.metrics.listen.ip().is_loopback());
         assert_eq!(config.audit.path, PathBuf::from("/var/log/fwctl-guard/audit.jsonl"));
         assert!(config.devices.is_empty());
+        assert!(!config.metrics.device_effects, "per-opcode effects series are opt-in");
+        assert!(Config::parse("metrics:\n  device_effects: true\n").unwrap().metrics.device_effects);
         assert_eq!(config.hook, HookMode::Auto);
         assert_eq!(Config::parse("hook: tracepoint").unwrap().hook, HookMode::Tracepoint);
         assert!(Config::parse("hook: kprobe").is_err());

@@ -8,7 +8,10 @@ use aya::{
     programs::{FExit, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use fwctl_common::model::{CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey};
+use fwctl_common::{
+    effects::EffectsKey,
+    model::{CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey},
+};
 
 use crate::inventory::WatchEntry;
 
@@ -110,6 +113,10 @@ pub struct KernelMaps {
     pub policy: crate::enforce::install::PolicyMaps,
     pub stats: PerCpuArray<MapData, u64>,
     pub events: RingBuf<MapData>,
+    /// What each device node declares about its opcodes (kept current on hot-plug).
+    pub effects: HashMap<MapData, EffectsKey, u32>,
+    /// Watched device nodes (filled at load; nodes added and removed on hot-plug).
+    pub devices: HashMap<MapData, u64, DeviceInfo>,
 }
 
 /// Load the object with this kernel's offsets and the ring-buffer size.
@@ -167,6 +174,8 @@ pub fn take_maps(ebpf: &mut Ebpf) -> Result<KernelMaps> {
         ),
         stats: PerCpuArray::try_from(take("STATS")?)?,
         events: RingBuf::try_from(take("EVENTS")?)?,
+        effects: HashMap::try_from(take("EFFECTS")?)?,
+        devices: HashMap::try_from(take("DEVICES")?)?,
     })
 }
 

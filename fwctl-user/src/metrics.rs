@@ -33,10 +33,69 @@ pub struct AgentMetrics {
     pub policy_last_reload: Gauge,
     pub policy_reload_failures: IntCounter,
     pub enforcing: IntGauge,
+    pub effects: EffectsMetrics,
+}
+
+/// What the devices declare: the `EFFECTS` map's size, read failures and (opt-in) every
+/// declared opcode's effects word.
+#[derive(Clone)]
+pub struct EffectsMetrics {
+    pub entries: IntGaugeVec,
+    pub read_failures: IntCounterVec,
+    /// `metrics.device_effects: true` only: one series per device and opcode.
+    pub opcode_effects: Option<IntGaugeVec>,
+}
+
+impl EffectsMetrics {
+    pub fn new(per_opcode: bool) -> prometheus::Result<Self> {
+        Ok(Self {
+            entries: IntGaugeVec::new(
+                Opts::new(
+                    "fwctl_guard_device_effects_entries",
+                    "Entries in the kernel's EFFECTS map (declared opcodes plus one table marker per device \
+                     and class), by command class.",
+                ),
+                &["class"],
+            )?,
+            read_failures: IntCounterVec::new(
+                Opts::new(
+                    "fwctl_guard_effects_read_failures_total",
+                    "Devices whose declared command effects could not be read or stored (their effects stay \
+                     unknown), by command class and reason (errno name, device_status, malformed, no_cel, map_full).",
+                ),
+                &["class", "reason"],
+            )?,
+            opcode_effects: per_opcode
+                .then(|| {
+                    IntGaugeVec::new(
+                        Opts::new(
+                            "fwctl_guard_device_opcode_effects",
+                            "Effects word a device declares for an opcode (bits as in fwctl_common::effects; 0 = \
+                             supported, no effects); one series per device node, class, opcode and CXL feature.",
+                        ),
+                        &["device", "class", "opcode", "feature"],
+                    )
+                })
+                .transpose()?,
+        })
+    }
+
+    fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.entries.clone()))?;
+        registry.register(Box::new(self.read_failures.clone()))?;
+        if let Some(per_opcode) = &self.opcode_effects {
+            registry.register(Box::new(per_opcode.clone()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Build the registry: build info, agent metrics, and the kernel-map collector.
-pub fn registry(kernel: KernelCounters) -> prometheus::Result<(Registry, AgentMetrics)> {
+/// `device_effects`: export every declared opcode's effects (high cardinality).
+pub fn registry(
+    kernel: KernelCounters,
+    device_effects: bool,
+) -> prometheus::Result<(Registry, AgentMetrics)> {
     let registry = Registry::new();
     let build_info = IntGaugeVec::new(
         Opts::new("fwctl_guard_build_info", "fwctl-guard build; the value is always 1."),
@@ -77,6 +136,7 @@ pub fn registry(kernel: KernelCounters) -> prometheus::Result<(Registry, AgentMe
             "fwctl_guard_enforcing",
             "1 when deny verdicts are enforced (enforce-mode policy on the LSM hook), else 0.",
         )?,
+        effects: EffectsMetrics::new(device_effects)?,
     };
     registry.register(Box::new(agent.program_attached.clone()))?;
     registry.register(Box::new(agent.audit_events_written.clone()))?;
@@ -86,6 +146,7 @@ pub fn registry(kernel: KernelCounters) -> prometheus::Result<(Registry, AgentMe
     registry.register(Box::new(agent.policy_last_reload.clone()))?;
     registry.register(Box::new(agent.policy_reload_failures.clone()))?;
     registry.register(Box::new(agent.enforcing.clone()))?;
+    agent.effects.register(&registry)?;
     registry.register(Box::new(kernel))?;
     Ok((registry, agent))
 }
