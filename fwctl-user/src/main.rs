@@ -1,6 +1,6 @@
 //! The `fwctl-guard` command line.
 
-use fwctl_user::{agent, enforce::explain, policy, probe};
+use fwctl_user::{agent, devices, enforce::explain, policy, probe};
 
 use std::path::PathBuf;
 
@@ -45,6 +45,17 @@ enum Command {
     },
     /// Print which hooks and program types this kernel accepts, and the passthrough devices.
     Probe,
+    /// List the passthrough devices; with --effects, what each declares about its commands
+    /// (NVMe effects log, CXL Command Effects Log, CXL feature effects), read from the
+    /// device (needs root; the agent need not run).
+    Devices {
+        /// Read and print each device's declared opcodes and their effects.
+        #[arg(long)]
+        effects: bool,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with policy files (validate them before deploying).
     Policy {
         #[command(subcommand)]
@@ -140,6 +151,7 @@ fn main() -> std::process::ExitCode {
                 })
         }
         Command::Probe => probe::run(),
+        Command::Devices { effects, json } => devices::run(effects, json),
         Command::Policy { command } => return policy_command(command),
     };
     match outcome {

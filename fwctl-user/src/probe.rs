@@ -9,7 +9,7 @@ use aya::{
     programs::{FEntry, Lsm, TracePoint},
     Btf, EbpfLoader,
 };
-use fwctl_common::model::{device_kind, driver};
+use fwctl_common::model::device_kind;
 
 use crate::{inventory, kernel::EBPF_OBJECT};
 
@@ -105,25 +105,8 @@ pub fn run() -> Result<()> {
         }
     }
     println!("\npassthrough devices:");
-    let devices = inventory::scan_sysfs(Path::new("/sys"));
-    if devices.is_empty() {
-        println!("  none found");
-    }
-    println!(
-        "  {:<12} {:<8} {:<8} {:<14} {:<10} {:<14} parent-pci",
-        "name", "class", "driver", "kernel-driver", "dev", "type"
-    );
-    for d in devices {
-        println!(
-            "  {:<12} {:<8} {:<8} {:<14} {:<10} {:<14} {}",
-            d.name,
-            device_kind::label(d.kind),
-            driver::label(d.driver),
-            d.kernel_driver.as_deref().unwrap_or("-"),
-            format!("{}:{}", d.major, d.minor),
-            if d.block { "block" } else { "char" },
-            d.parent_pci.as_deref().unwrap_or("-")
-        );
+    for line in crate::devices::device_lines(&inventory::scan_sysfs(Path::new("/sys"))) {
+        println!("  {line}");
     }
     let majors = inventory::major_entries(&inventory::parse_proc_devices(
         &std::fs::read_to_string("/proc/devices").unwrap_or_default(),
