@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use fwctl_common::{
     abi::spec_by_ioctl,
+    effects::effect,
     model::{
         class, decode_status, driver, event_flag, hook, rdev_major, rdev_minor, result, scope, verdict, Event,
     },
@@ -52,6 +53,16 @@ pub struct AuditRecord {
     pub gid: u32,
     pub comm: String,
     pub cgroup_id: u64,
+    /// The effects the device declares for the command (`effect::NAMES`); absent when
+    /// the policy looked none up (it has no effects rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects: Option<Vec<&'static str>>,
+    /// Whether the device lists the command; present when its effects were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared: Option<bool>,
+    /// CXL Get/Set Feature: the feature's UUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
 }
 
 impl AuditRecord {
@@ -88,6 +99,9 @@ impl AuditRecord {
             gid: event.gid,
             comm: String::from_utf8_lossy(&event.comm[..comm_len]).into_owned(),
             cgroup_id: event.cgroup_id,
+            effects: (event.effects != 0).then(|| effect::names(event.effects).collect()),
+            declared: (event.effects & effect::KNOWN != 0).then_some(event.effects & effect::DECLARED != 0),
+            feature: (c.feature != [0; 16]).then(|| labels::uuid(&c.feature)),
         }
     }
 }
@@ -186,6 +200,44 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn declared_effects_and_the_feature_are_recorded_when_known() {
+        let line =
+            |e: &Event| serde_json::to_value(AuditRecord::from_event(e, SystemTime::UNIX_EPOCH)).unwrap();
+        let plain = line(&event());
+        for field in ["effects", "declared", "feature"] {
+            assert!(plain.get(field).is_none(), "{field} without effects rules: {plain}");
+        }
+        let mut format = event();
+        format.command.opcode = 0x80;
+        format.effects = effect::LOGICAL_BLOCK_CONTENT_CHANGE
+            | effect::DATA_CHANGE_IMMEDIATE
+            | effect::DECLARED
+            | effect::KNOWN;
+        let v = line(&format);
+        assert_eq!(
+            v["effects"],
+            serde_json::json!(["data-change-immediate", "logical-block-content-change"])
+        );
+        assert_eq!(v["declared"], true);
+        let mut vendor = event();
+        vendor.command.opcode = 0xc5;
+        vendor.effects = effect::KNOWN;
+        let v = line(&vendor);
+        assert_eq!(
+            (v["effects"].clone(), v["declared"].clone()),
+            (serde_json::json!([]), serde_json::json!(false))
+        );
+        let mut set_feature = event();
+        set_feature.command = Command {
+            opcode: 0x0502,
+            feature: [0xff; 16],
+            ..Command::new(ioctl::FWCTL_RPC, class::FWCTL, driver::CXL)
+        };
+        let v = line(&set_feature);
+        assert_eq!(v["feature"], "ffffffff-ffff-ffff-ffff-ffffffffffff");
     }
 
     #[test]
