@@ -294,3 +294,191 @@ fn a_cxl_mailbox_command_denied_by_rule_fails_with_eperm() {
     );
     agent.stop().unwrap();
 }
+
+/// `fwctl-guard devices --effects --json`, parsed.
+fn devices_with_effects() -> Vec<serde_json::Value> {
+    let out = Command::new(agent_binary()).args(["devices", "--effects", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+/// The rows of `device`'s table for `class` (the device's effects must have been read).
+fn effects_rows<'a>(device: &'a serde_json::Value, class: &str) -> &'a Vec<serde_json::Value> {
+    assert_eq!(device["effects"]["status"], "read", "{device:#}");
+    let table = device["effects"]["tables"].as_array().unwrap().iter().find(|t| t["class"] == class);
+    table.unwrap_or_else(|| panic!("no {class} table: {device:#}"))["opcodes"].as_array().unwrap()
+}
+
+fn effects_row<'a>(rows: &'a [serde_json::Value], opcode: &str) -> Option<&'a serde_json::Value> {
+    rows.iter().find(|r| r["opcode"] == opcode)
+}
+
+/// The NVMe Commands Supported and Effects log as nvme-cli reads it (raw 4096 bytes).
+fn nvme_cli_effects_log() -> Vec<u8> {
+    let out =
+        Command::new("nvme").args(["effects-log", "/dev/nvme0", "--csi=0", "--raw-binary"]).output().unwrap();
+    assert!(out.status.success(), "nvme effects-log: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare() {
+    let test = "devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare";
+    let (Some(_), Some(_)) = (vm_device(test, "/dev/nvme0"), vm_device(test, "/dev/cxl/mem0")) else {
+        return;
+    };
+    let text = Command::new(agent_binary()).args(["devices", "--effects"]).output().unwrap();
+    assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
+    println!("--- fwctl-guard devices --effects\n{}", String::from_utf8_lossy(&text.stdout));
+
+    let devices = devices_with_effects();
+    let device = |name: &str| {
+        devices.iter().find(|d| d["name"] == name).unwrap_or_else(|| panic!("no {name}: {devices:#?}"))
+    };
+    let nvme0 = device("nvme0");
+    assert_eq!((nvme0["node"].as_str(), nvme0["kind"].as_str()), (Some("/dev/nvme0"), Some("nvme")));
+    let admin = effects_rows(nvme0, "nvme-admin");
+    let identify = effects_row(admin, "0x0006").unwrap();
+    assert_eq!(identify["supported"], true, "{identify}");
+    assert_eq!(identify["effects"], serde_json::json!([]), "Identify changes nothing: {identify}");
+    let format = effects_row(admin, "0x0080").unwrap();
+    assert_eq!(format["supported"], true, "{format}");
+    let format_effects: Vec<&str> =
+        format["effects"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
+    assert!(format_effects.contains(&"logical-block-content-change"), "{format}");
+    assert!(format_effects.contains(&"data-change-immediate"), "LBCC implies a data change: {format}");
+    // A vendor-specific opcode the controller does not list: absent or unsupported.
+    assert!(effects_row(admin, "0x00c0").is_none_or(|r| r["supported"] == false), "{admin:#?}");
+    let write = effects_row(effects_rows(nvme0, "nvme-io"), "0x0001").unwrap();
+    assert_eq!(write["supported"], true, "{write}");
+
+    // What the agent read is what a real client reads: nvme-cli's copy of the log.
+    let log = nvme_cli_effects_log();
+    assert_eq!(log.len(), 4096);
+    for (class, base) in [("nvme-admin", 0usize), ("nvme-io", 256)] {
+        let rows = effects_rows(nvme0, class);
+        for opcode in 0..256usize {
+            let raw =
+                u32::from_le_bytes(log[(base + opcode) * 4..(base + opcode) * 4 + 4].try_into().unwrap());
+            let row = effects_row(rows, &format!("0x{opcode:04x}"));
+            let supported = row.is_some_and(|r| r["supported"] == true);
+            assert_eq!(
+                supported,
+                raw & 1 == 1,
+                "{class} 0x{opcode:02x}: nvme-cli says {raw:#x}, we say {row:?}"
+            );
+        }
+    }
+
+    // Namespaces (block and generic char nodes) carry their controller's tables.
+    let namespaces: Vec<_> = devices
+        .iter()
+        .filter(|d| {
+            let name = d["name"].as_str().unwrap_or("");
+            name.starts_with("nvme0n") || name.starts_with("ng0n")
+        })
+        .collect();
+    assert!(!namespaces.is_empty(), "{devices:#?}");
+    for ns in namespaces {
+        assert_eq!(ns["effects"]["status"], "inherited", "{ns:#}");
+        assert_eq!(ns["effects"]["from"], "nvme0", "{ns:#}");
+    }
+
+    let mem0 = device("mem0");
+    assert_eq!(mem0["node"], "/dev/cxl/mem0");
+    let cel = effects_rows(mem0, "cxl-mem");
+    let identify = effects_row(cel, "0x4000").unwrap();
+    assert_eq!((identify["name"].as_str(), identify["supported"].as_bool()), (Some("identify"), Some(true)));
+    assert!(cel.iter().filter(|r| r["supported"] == true).count() >= 5, "{cel:#?}");
+}
+
+#[test]
+fn the_agent_fills_the_effects_map_at_start_up_without_auditing_its_own_reads() {
+    let test = "the_agent_fills_the_effects_map_at_start_up_without_auditing_its_own_reads";
+    let (Some(_), Some(_)) = (vm_device(test, "/dev/nvme0"), vm_device(test, "/dev/cxl/mem0")) else {
+        return;
+    };
+    let mut agent = Agent::start("vm-effects", &[], 1 << 20).unwrap();
+    let scrape = agent.scrape().unwrap();
+    let entries = |class| scrape.sum("fwctl_guard_device_effects_entries", &[("class", class)]);
+    for class in ["nvme-admin", "nvme-io", "cxl-mem"] {
+        assert!(entries(class) > 0.0, "{class}\n{}\n{}", scrape.text, agent.output());
+    }
+    assert_eq!(scrape.sum("fwctl_guard_effects_read_failures_total", &[]), 0.0, "{}", agent.output());
+    assert!(agent.output().contains("effects:   declared by"), "{}", agent.output());
+    // The agent's Get Log Page reached the controller (the driver's tracepoint saw it),
+    // but its own ioctls are not passthrough commands to audit or count.
+    assert!(
+        scrape.sum(
+            "fwctl_guard_mailbox_commands_total",
+            &[("opcode_name", "get-log-page"), ("origin", "kernel")]
+        ) >= 1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(scrape.sum("fwctl_guard_commands_total", &[]), 0.0, "{}", scrape.text);
+    agent.stop().unwrap();
+    assert!(agent.audit_records().unwrap().is_empty());
+}
+
+/// Puts a PCI function back (bus rescan) when the test ends, however it ends.
+struct Replug;
+
+impl Drop for Replug {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/sys/bus/pci/rescan", "1");
+        wait_for(|| Path::new("/dev/nvme0").exists() && Path::new("/sys/class/nvme/nvme0").exists());
+    }
+}
+
+/// Poll `condition` for up to 60 s (probing under TCG is slow).
+fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    false
+}
+
+#[test]
+fn hot_unplug_and_replug_of_the_nvme_controller_follow_into_the_maps() {
+    let test = "hot_unplug_and_replug_of_the_nvme_controller_follow_into_the_maps";
+    let Some(_) = vm_device(test, "/dev/nvme0") else { return };
+    let function = std::fs::canonicalize("/sys/class/nvme/nvme0/device").unwrap();
+    let mut agent = Agent::start("vm-hotplug", &[], 1 << 20).unwrap();
+    let admin_entries = |agent: &Agent| {
+        agent.scrape().unwrap().sum("fwctl_guard_device_effects_entries", &[("class", "nvme-admin")])
+    };
+    let before = admin_entries(&agent);
+    assert!(before > 0.0, "{}", agent.output());
+
+    let replug = Replug;
+    std::fs::write(function.join("remove"), "1").unwrap();
+    assert!(wait_for(|| admin_entries(&agent) == 0.0), "entries stay after unplug:\n{}", agent.output());
+    drop(replug);
+    assert!(Path::new("/dev/nvme0").exists(), "nvme0 did not come back");
+    assert!(
+        wait_for(|| admin_entries(&agent) == before),
+        "entries not back after replug:\n{}",
+        agent.output()
+    );
+
+    // The namespace's block node (watched per node) was re-added to the device map:
+    // a passthrough command through it is counted again.
+    let namespace = wait_for(|| Path::new("/dev/nvme0n1").exists());
+    assert!(namespace, "no /dev/nvme0n1 after replug");
+    nvme_cli(&["id-ctrl", "/dev/nvme0n1"]);
+    // Counters are exact in the kernel once the client has returned.
+    let scrape = agent.scrape().unwrap();
+    assert_eq!(
+        scrape.sum("fwctl_guard_commands_total", &[("opcode_name", "identify"), ("result", "ok")]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(scrape.sum("fwctl_guard_effects_read_failures_total", &[]), 0.0, "{}", agent.output());
+    agent.stop().unwrap();
+}
