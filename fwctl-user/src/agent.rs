@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use fwctl_common::model::KernelOffsets;
 use tokio::{
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     sync::watch,
 };
 
@@ -22,7 +22,7 @@ use crate::{
     events, http, inventory,
     kernel::{self, HookMode},
     metrics::{self, KernelCounters},
-    offsets,
+    offsets, rpc_checks, taint,
 };
 
 /// Where the kernel lists devices.
@@ -43,12 +43,20 @@ pub struct RunOptions<'a> {
 }
 
 pub async fn run(options: RunOptions<'_>) -> Result<()> {
+    // First of all: until a handler exists, SIGHUP (a reload request from config
+    // management) and SIGTERM would kill the agent with their default action.
+    let signals = Signals::install()?;
     let mut config = Config::load(options.config_path)?;
     for spec in options.extra_devices {
         config.devices.push(DeclaredDevice::from_cli(spec).with_context(|| format!("--device {spec}"))?);
     }
-    let mut offsets = offsets::resolve(&KernelBtf::from_sysfs().context("reading the kernel's BTF")?)
-        .context("resolving kernel offsets")?;
+    let btf = KernelBtf::from_sysfs().context("reading the kernel's BTF")?;
+    let mut offsets = offsets::resolve(&btf).context("resolving kernel offsets")?;
+    let uring = offsets::resolve_uring(&btf, &mut offsets).unwrap_or_else(|e| {
+        log::warn!("io_uring passthrough cannot be watched on this kernel: {e:#}");
+        false
+    });
+    drop(btf);
     let nvme_tracepoints =
         offsets::resolve_nvme(&mut offsets).context("resolving nvme tracepoint offsets")?;
 
@@ -72,6 +80,10 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     } else {
         log::info!("nvme tracepoints absent (nvme module not loaded): no mailbox counters");
     }
+    if hook == Hook::Lsm && uring && attached.contains(&"fwctl_lsm_uring_cmd") {
+        attached.extend(kernel::attach_tracepoint_set(&mut ebpf, &kernel::URING_TRACEPOINTS)?);
+    }
+    attached.extend(rpc_checks::attach(&mut ebpf).context("attaching the fwctl kernel-copy checks")?);
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => spawn_ebpf_logger(logger),
         Err(e) => log::debug!("eBPF logger not started: {e}"),
@@ -83,6 +95,9 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         KernelCounters::new(maps.counters, maps.mailbox, maps.stats, programs, rule_ids.clone()),
         config.metrics.device_effects,
     )?;
+    registry.register(Box::new(metrics::ToctouCounters::new(maps.toctou)?))?;
+    registry.register(Box::new(rpc_checks::RpcCheckCollector::new(maps.rpc_checks)?))?;
+    registry.register(Box::new(taint::TaintCollector::new()?))?;
     // Before the policy: its effects rules judge by what is in the map from the start.
     // The agent's own ioctls here are not audited (KernelOffsets.agent_tgid).
     let device_effects = DeviceEffects::start(
@@ -175,17 +190,16 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let reader =
         tokio::spawn(events::run(maps.events, maps.inflight, log, agent_metrics.clone(), stopped.clone()));
     let rescanner = tokio::spawn(device_effects.watch(PathBuf::from(SYS_ROOT), stopped.clone()));
-    let reloader = runtime.map(|runtime| tokio::spawn(watch_policy(runtime, stopped)));
+    tokio::spawn(taint::watch(stopped.clone()));
+    let reloader = tokio::spawn(watch_policy(runtime, signals.hup, stopped));
 
-    wait_for_termination().await?;
+    wait_for_termination(signals.term, signals.int).await;
     log::info!("stopping: detaching programs");
     drop(ebpf); // detaches every program: no new events after this point
     let _ = stop.send(true);
     reader.await.context("audit task")??;
     rescanner.await.context("device rescan task")??;
-    if let Some(reloader) = reloader {
-        reloader.await.context("policy task")??;
-    }
+    reloader.await.context("policy task")??;
     server.await.context("metrics task")??;
     Ok(())
 }
@@ -198,18 +212,47 @@ fn release_startup_memory() {
 }
 
 /// Reload the policy on SIGHUP, and when its file changes (checked every 2 s).
-async fn watch_policy(mut runtime: Runtime, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
+/// The signals the agent handles, registered before it serves anything.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        Ok(Self {
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+}
+
+/// Reload the policy on SIGHUP, and when its file changes (checked every 2 s). Without a
+/// policy, SIGHUP is only logged.
+async fn watch_policy(
+    mut runtime: Option<Runtime>,
+    mut hup: Signal,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         tokio::select! {
-            _ = hup.recv() => {
-                if let Err(e) = runtime.reload("SIGHUP") {
-                    log::error!("{e:#}");
-                    eprintln!("fwctl-guard: {e:#}");
+            _ = hup.recv() => match runtime.as_mut() {
+                Some(runtime) => {
+                    if let Err(e) = runtime.reload("SIGHUP") {
+                        log::error!("{e:#}");
+                        eprintln!("fwctl-guard: {e:#}");
+                    }
+                }
+                None => log::info!("SIGHUP: no policy is configured, nothing to reload"),
+            },
+            _ = tick.tick() => {
+                if let Some(runtime) = runtime.as_mut() {
+                    runtime.reload_if_changed();
                 }
             }
-            _ = tick.tick() => runtime.reload_if_changed(),
             _ = shutdown.changed() => return Ok(()),
         }
     }
@@ -272,14 +315,11 @@ fn load_and_attach(
     Ok((ebpf, Hook::Tracepoint, attached))
 }
 
-async fn wait_for_termination() -> Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+async fn wait_for_termination(mut term: Signal, mut int: Signal) {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    Ok(())
 }
 
 fn spawn_ebpf_logger(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
