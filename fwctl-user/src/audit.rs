@@ -14,7 +14,8 @@ use fwctl_common::{
     abi::spec_by_ioctl,
     effects::effect,
     model::{
-        class, decode_status, driver, event_flag, hook, rdev_major, rdev_minor, result, scope, verdict, Event,
+        channel, class, decode_status, driver, event_flag, hook, rdev_major, rdev_minor, result, scope,
+        verdict, Event,
     },
 };
 use serde::Serialize;
@@ -27,6 +28,8 @@ pub struct AuditRecord {
     /// Wall-clock time the command entered the kernel (RFC 3339, UTC).
     pub ts: String,
     pub hook: &'static str,
+    /// `ioctl` or `io_uring`.
+    pub channel: &'static str,
     pub class: &'static str,
     pub driver: &'static str,
     pub ioctl: &'static str,
@@ -63,6 +66,15 @@ pub struct AuditRecord {
     /// CXL Get/Set Feature: the feature's UUID.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feature: Option<String>,
+    /// The payload changed between the policy decision and the driver: `kernel_opcode` is
+    /// what the driver received (`opcode` is what was decided on).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub toctou: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_opcode: Option<String>,
+    /// The task was sent SIGKILL for it (`on_toctou: kill`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub killed: bool,
 }
 
 impl AuditRecord {
@@ -76,6 +88,7 @@ impl AuditRecord {
             ts: humantime::format_rfc3339_nanos(boot_to_wall + Duration::from_nanos(event.start_ns))
                 .to_string(),
             hook: hook::label(event.hook),
+            channel: channel::label(channel::of(c.ioctl)),
             class: class::label(c.class),
             driver: driver::label(c.driver),
             ioctl: spec_by_ioctl(c.ioctl).map_or("unknown", |s| s.name),
@@ -102,6 +115,10 @@ impl AuditRecord {
             effects: (event.effects != 0).then(|| effect::names(event.effects).collect()),
             declared: (event.effects & effect::KNOWN != 0).then_some(event.effects & effect::DECLARED != 0),
             feature: (c.feature != [0; 16]).then(|| labels::uuid(&c.feature)),
+            toctou: event.flags & event_flag::TOCTOU != 0,
+            kernel_opcode: (event.flags & event_flag::TOCTOU != 0)
+                .then(|| labels::opcode(event.kernel_opcode)),
+            killed: event.flags & event_flag::KILLED != 0,
         }
     }
 }
@@ -196,10 +213,27 @@ mod tests {
         let line = serde_json::to_string(&record).unwrap();
         assert!(
             line.starts_with(
-                r#"{"ts":"1970-01-01T00:00:01.000000000Z","hook":"tracepoint","class":"nvme-admin""#
+                r#"{"ts":"1970-01-01T00:00:01.000000000Z","hook":"tracepoint","channel":"ioctl","class":"nvme-admin""#
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn io_uring_channel_and_toctou_are_recorded() {
+        let plain = serde_json::to_value(AuditRecord::from_event(&event(), SystemTime::UNIX_EPOCH)).unwrap();
+        for field in ["toctou", "kernel_opcode", "killed"] {
+            assert!(plain.get(field).is_none(), "{field} on an ordinary command: {plain}");
+        }
+        let mut raced = event();
+        raced.command.ioctl = fwctl_common::model::ioctl::NVME_URING_ADMIN;
+        raced.flags |= event_flag::TOCTOU | event_flag::KILLED;
+        raced.kernel_opcode = 0x80;
+        let v = serde_json::to_value(AuditRecord::from_event(&raced, SystemTime::UNIX_EPOCH)).unwrap();
+        assert_eq!(v["channel"], "io_uring");
+        assert_eq!(v["ioctl"], "NVME_URING_CMD_ADMIN");
+        assert_eq!((v["toctou"].clone(), v["kernel_opcode"].clone()), (true.into(), "0x0080".into()));
+        assert_eq!((v["opcode"].clone(), v["killed"].clone()), ("0x0006".into(), true.into()));
     }
 
     #[test]

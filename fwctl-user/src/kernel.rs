@@ -52,7 +52,7 @@ struct BtfProgram {
     required: bool,
 }
 
-const LSM_PROGRAMS: [BtfProgram; 4] = [
+const LSM_PROGRAMS: [BtfProgram; 5] = [
     BtfProgram { name: "fwctl_lsm_file_ioctl", target: "file_ioctl", lsm: true, required: true },
     BtfProgram { name: "fwctl_fexit_sys_ioctl", target: "__x64_sys_ioctl", lsm: false, required: true },
     BtfProgram {
@@ -67,7 +67,14 @@ const LSM_PROGRAMS: [BtfProgram; 4] = [
         lsm: false,
         required: false,
     },
+    // io_uring NVMe passthrough (no ioctl syscall); its results come from URING_TRACEPOINTS.
+    BtfProgram { name: "fwctl_lsm_uring_cmd", target: "uring_cmd", lsm: true, required: false },
 ];
+
+/// Completions of io_uring commands (attached with the LSM set when the kernel has
+/// io_uring commands: `offsets::resolve_uring`).
+pub const URING_TRACEPOINTS: [HookProgram; 1] =
+    [HookProgram { name: "fwctl_io_uring_complete", category: "io_uring", event: "io_uring_complete" }];
 
 /// Load and attach the LSM hook set. On error, whatever was attached stays attached
 /// until `ebpf` is dropped; callers fall back by loading a fresh object.
@@ -117,6 +124,10 @@ pub struct KernelMaps {
     pub effects: HashMap<MapData, EffectsKey, u32>,
     /// Watched device nodes (filled at load; nodes added and removed on hot-plug).
     pub devices: HashMap<MapData, u64, DeviceInfo>,
+    /// Payloads changed between decision and driver, by class (per CPU).
+    pub toctou: PerCpuArray<MapData, u64>,
+    /// fwctl kernel-copy check outcomes (`rpc_check::counter_index`, per CPU).
+    pub rpc_checks: PerCpuArray<MapData, u64>,
 }
 
 /// Load the object with this kernel's offsets and the ring-buffer size.
@@ -176,6 +187,8 @@ pub fn take_maps(ebpf: &mut Ebpf) -> Result<KernelMaps> {
         events: RingBuf::try_from(take("EVENTS")?)?,
         effects: HashMap::try_from(take("EFFECTS")?)?,
         devices: HashMap::try_from(take("DEVICES")?)?,
+        toctou: PerCpuArray::try_from(take("TOCTOU")?)?,
+        rpc_checks: PerCpuArray::try_from(take("RPC_CHECKS")?)?,
     })
 }
 

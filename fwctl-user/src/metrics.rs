@@ -9,7 +9,8 @@ use std::{
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use fwctl_common::model::{
-    class, decode_status, driver, ioctl, origin, result, scope, stat, verdict, CounterKey, MailboxKey,
+    channel, class, decode_status, driver, ioctl, origin, result, scope, stat, verdict, CounterKey,
+    MailboxKey,
 };
 use prometheus::{
     core::{Collector, Desc},
@@ -19,8 +20,8 @@ use prometheus::{
 
 use crate::{enforce::rule_ids::RuleIds, labels, prog_stats::ProgramStats};
 
-pub const COMMAND_LABELS: [&str; 8] =
-    ["class", "driver", "opcode", "opcode_name", "scope", "verdict", "rule", "result"];
+pub const COMMAND_LABELS: [&str; 9] =
+    ["channel", "class", "driver", "opcode", "opcode_name", "scope", "verdict", "rule", "result"];
 
 /// Agent-side metrics (updated by the agent as it works).
 #[derive(Clone)]
@@ -149,6 +150,46 @@ pub fn registry(
     agent.effects.register(&registry)?;
     registry.register(Box::new(kernel))?;
     Ok((registry, agent))
+}
+
+/// `fwctl_guard_toctou_detected_total{class}`, read from the kernel's `TOCTOU` array.
+pub struct ToctouCounters {
+    map: Mutex<PerCpuArray<MapData, u64>>,
+    counter: IntCounterVec,
+}
+
+impl ToctouCounters {
+    pub fn new(map: PerCpuArray<MapData, u64>) -> prometheus::Result<Self> {
+        let counter = IntCounterVec::new(
+            Opts::new(
+                "fwctl_guard_toctou_detected_total",
+                "Passthrough commands whose payload changed between the policy decision and the driver \
+                 (what reached the device is not what was decided).",
+            ),
+            &["class"],
+        )?;
+        Ok(Self { map: Mutex::new(map), counter })
+    }
+}
+
+impl Collector for ToctouCounters {
+    fn desc(&self) -> Vec<&Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let counter = self.counter.clone();
+        counter.reset();
+        if let Ok(map) = self.map.lock() {
+            for c in [class::FWCTL, class::NVME_ADMIN, class::NVME_IO, class::CXL_MEM, class::SCSI] {
+                let total =
+                    map.get(&(c as u32), 0).map_or(0, |v| v.iter().fold(0u64, |s, x| s.wrapping_add(*x)));
+                // Every class is exported (0 included) so alerts can use increase() from the start.
+                counter.with_label_values(&[class::label(c)]).inc_by(total);
+            }
+        }
+        counter.collect()
+    }
 }
 
 /// Reads `COUNTERS` and `STATS` on every scrape.
@@ -313,8 +354,9 @@ fn sum_per_cpu<K: aya::Pod + Ord>(map: &Mutex<PerCpuHashMap<MapData, K, u64>>) -
 }
 
 /// The label values of `fwctl_guard_commands_total` for a kernel counter key.
-pub fn command_labels(key: &CounterKey, rules: &RuleIds) -> [String; 8] {
+pub fn command_labels(key: &CounterKey, rules: &RuleIds) -> [String; 9] {
     [
+        channel::label(channel::of(key.ioctl)).to_string(),
         class::label(key.class).to_string(),
         driver::label(key.driver).to_string(),
         labels::opcode(key.opcode),
@@ -414,14 +456,24 @@ mod tests {
         let rules = RuleIds::default();
         assert_eq!(
             command_labels(&key, &rules),
-            ["fwctl", "mlx5", "0x0100", "QUERY_HCA_CAP", "debug-read-only", "deny", "default", "error"]
-                .map(String::from)
+            [
+                "ioctl",
+                "fwctl",
+                "mlx5",
+                "0x0100",
+                "QUERY_HCA_CAP",
+                "debug-read-only",
+                "deny",
+                "default",
+                "error"
+            ]
+            .map(String::from)
         );
         let named = CounterKey { rule_id: rules.id("deny-hca"), ..key };
-        assert_eq!(command_labels(&named, &rules)[6], "deny-hca");
+        assert_eq!(command_labels(&named, &rules)[7], "deny-hca");
         let undecodable = CounterKey { opcode: OPCODE_NONE, decode: decode_status::ARG_UNREADABLE, ..key };
         assert_eq!(
-            command_labels(&undecodable, &rules)[2..4],
+            command_labels(&undecodable, &rules)[3..5],
             ["none".to_string(), "undecodable".to_string()]
         );
     }
@@ -448,14 +500,24 @@ mod tests {
         let registry = Registry::new();
         let commands = commands_vec();
         commands
-            .with_label_values(&["nvme-admin", "nvme", "0x0006", "identify", "none", "allow", "none", "ok"])
+            .with_label_values(&[
+                "ioctl",
+                "nvme-admin",
+                "nvme",
+                "0x0006",
+                "identify",
+                "none",
+                "allow",
+                "none",
+                "ok",
+            ])
             .inc_by(3);
         registry.register(Box::new(commands)).unwrap();
         let text = render(&registry);
         assert!(text.contains("# HELP fwctl_guard_commands_total "), "{text}");
         assert!(text.contains("# TYPE fwctl_guard_commands_total counter"), "{text}");
         assert!(
-            text.contains(r#"fwctl_guard_commands_total{class="nvme-admin",driver="nvme",opcode="0x0006",opcode_name="identify",result="ok",rule="none",scope="none",verdict="allow"} 3"#),
+            text.contains(r#"fwctl_guard_commands_total{channel="ioctl",class="nvme-admin",driver="nvme",opcode="0x0006",opcode_name="identify",result="ok",rule="none",scope="none",verdict="allow"} 3"#),
             "{text}"
         );
     }
