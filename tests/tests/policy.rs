@@ -14,7 +14,7 @@ use std::{
 use fwctl_guard_tests::{
     agent::{agent_binary, Agent, Declared},
     ioctls::*,
-    privilege::{can_load_bpf, lsm_available},
+    privilege::{can_load_bpf, lsm_available, vm_device},
     standin::StandIn,
 };
 
@@ -286,4 +286,94 @@ fn explain_shows_the_effects_that_decided() {
     assert!(sanitize.contains("declared data-change-immediate"), "{sanitize}");
     let quiet = explain(&["--class", "cxl-mem", "--opcode", "0x4400", "--effects", "background"]);
     assert!(quiet.contains("verdict: audit (no rule matched"), "{quiet}");
+}
+
+/// Effects rules on real devices (issue 5): a policy that names no opcode refuses NVMe
+/// Format NVM because the controller declares it changes logical blocks and namespaces,
+/// allows Identify (declared without effects), refuses a vendor opcode the controller
+/// does not list, and refuses a CXL mailbox write the memdev's CEL declares a data or
+/// configuration change for. Runs in the VM guests (QEMU NVMe + cxl-type3, BPF LSM).
+#[test]
+fn effects_rules_judge_real_devices_by_what_they_declare() {
+    let test = "effects_rules_judge_real_devices_by_what_they_declare";
+    let Some(ctrl) = vm_device(test, "/dev/nvme0") else { return };
+    let Some(memdev) = vm_device(test, "/dev/cxl/mem0") else { return };
+    if !lsm_available(&agent_binary()) {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        eprintln!("skipping {test}: kernel {} lacks BPF LSM (nothing can be denied)", kernel.trim());
+        return;
+    }
+    let rules = "  - name: declared-change\n    action: deny\n    match: {class: [nvme-admin, cxl-mem], effects: [data-change-immediate, config-change-immediate]}\n  - name: vendor-tunnel\n    action: deny\n    match: {class: nvme-admin, undeclared: true}\n";
+    let path = policy_file("effects.yaml", &policy("effects", "enforce", rules));
+    let mut agent =
+        Agent::start_with("effects", &[], 1 << 20, &["--policy", path.to_str().unwrap()]).unwrap();
+
+    let nvme = std::fs::OpenOptions::new().read(true).write(true).open(&ctrl).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&nvme);
+    let mut identify = vec![0u8; 4096];
+    let mut p = nvme_passthru(0x06, 0, 1, false);
+    p[24..32].copy_from_slice(&(identify.as_mut_ptr() as u64).to_le_bytes());
+    p[36..40].copy_from_slice(&4096u32.to_le_bytes());
+    assert_eq!(ioctl(fd, NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64), 0, "identify is declared without effects");
+    let errno = |opcode: u8, nsid: u32| {
+        let p = nvme_passthru(opcode, nsid, 0, false);
+        let ret = ioctl(fd, NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64);
+        (ret == -1).then(|| std::io::Error::last_os_error().raw_os_error().unwrap())
+    };
+    assert_eq!(errno(0x80, 1), Some(EPERM), "format-nvm: declared LBCC/NIC");
+    assert_eq!(errno(0xc5, 0), Some(EPERM), "vendor opcode the controller does not list");
+
+    // CXL Set LSA (kernel command id 10, opcode 0x4103): QEMU's CEL declares an immediate
+    // configuration and data change; Identify (id 1) is declared without effects.
+    let cxl = std::fs::OpenOptions::new().read(true).write(true).open(&memdev).unwrap();
+    let cxl_fd = std::os::fd::AsRawFd::as_raw_fd(&cxl);
+    let mut out = vec![0u8; 4096];
+    let mut send = |id: u32, input: &[u8]| {
+        let mut cmd = cxl_send(id, 0);
+        cmd[16..20].copy_from_slice(&(input.len() as u32).to_le_bytes());
+        cmd[24..32].copy_from_slice(&(input.as_ptr() as u64).to_le_bytes());
+        cmd[32..36].copy_from_slice(&(out.len() as u32).to_le_bytes());
+        cmd[40..48].copy_from_slice(&(out.as_mut_ptr() as u64).to_le_bytes());
+        let ret = ioctl(cxl_fd, CXL_MEM_SEND_COMMAND, cmd.as_mut_ptr() as u64);
+        (ret == -1).then(|| std::io::Error::last_os_error().raw_os_error().unwrap())
+    };
+    assert_eq!(send(1, &[]), None, "cxl identify");
+    assert_eq!(send(10, &[0u8; 16]), Some(EPERM), "cxl set-lsa: declared config/data change");
+
+    let scrape = agent.wait_audit_events(5).unwrap();
+    let count = |labels: &[(&str, &str)]| scrape.sum("fwctl_guard_commands_total", labels);
+    assert_eq!(
+        count(&[("opcode_name", "format-nvm"), ("verdict", "deny"), ("rule", "declared-change")]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        count(&[("class", "nvme-admin"), ("opcode", "0xc5"), ("verdict", "deny"), ("rule", "vendor-tunnel")]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    for class in ["nvme-admin", "cxl-mem"] {
+        let allowed = count(&[("class", class), ("opcode_name", "identify"), ("verdict", "allow")]);
+        assert_eq!(allowed, 1.0, "{class}: {}", scrape.text);
+    }
+    assert_eq!(
+        count(&[("class", "cxl-mem"), ("verdict", "deny"), ("rule", "declared-change")]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    // Refused before the controller saw them.
+    assert_eq!(scrape.sum("fwctl_guard_mailbox_commands_total", &[("opcode_name", "format-nvm")]), 0.0);
+    agent.stop().unwrap();
+    // The audit record says which effects the device declared.
+    let records = agent.audit_records().unwrap();
+    let format = records
+        .iter()
+        .find(|r| r["opcode_name"] == "format-nvm")
+        .unwrap_or_else(|| panic!("no format-nvm record in {records:?}"));
+    let effects = format["effects"].as_array().unwrap_or_else(|| panic!("no effects in {format}"));
+    assert!(effects.iter().any(|e| e == "logical-block-content-change"), "{format}");
+    assert_eq!(format["declared"], true, "{format}");
 }
