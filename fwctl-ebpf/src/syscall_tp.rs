@@ -37,6 +37,6 @@ fn try_sys_enter_ioctl(ctx: &TracePointContext) -> Result<(), i64> {
     let fd = unsafe { ctx.read_at::<u64>(off.sys_enter_fd as usize) }?;
     let arg = unsafe { ctx.read_at::<u64>(off.sys_enter_arg as usize) }?;
     let key = bpf_get_current_pid_tgid();
-    inflight::begin(ctx, spec, node_of_fd(fd, &off), cmd, arg, hook::SYSCALL_TRACEPOINT, false, key);
+    inflight::begin(spec, node_of_fd(fd, &off), cmd, arg, hook::SYSCALL_TRACEPOINT, false, key);
     Ok(())
 }
