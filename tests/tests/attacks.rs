@@ -66,9 +66,9 @@ impl Report {
 
 /// The fleet baseline with `on_toctou` set.
 fn fleet_baseline(on_toctou: &str) -> std::path::PathBuf {
-    let text = FLEET_BASELINE
-        .replace("on_undecodable: deny", &format!("on_undecodable: deny\non_toctou: {on_toctou}"));
-    assert!(text.contains("on_toctou"), "the baseline's on_undecodable line moved");
+    let line =
+        FLEET_BASELINE.lines().find(|l| l.starts_with("on_toctou:")).expect("the baseline sets on_toctou");
+    let text = FLEET_BASELINE.replace(line, &format!("on_toctou: {on_toctou}"));
     let path =
         std::env::temp_dir().join(format!("fwctl-guard-attacks-{on_toctou}-{}.yaml", std::process::id()));
     std::fs::write(&path, text).unwrap();
