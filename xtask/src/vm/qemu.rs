@@ -60,8 +60,9 @@ pub fn kvm_plausible() -> bool {
     opens && flags.split_whitespace().any(|f| f == "vmx" || f == "svm")
 }
 
-/// The guest's emulated devices' backing files, in `~/.cache/fwctl-guard/vm/disks/`
-/// (sparse, created once).
+/// The guest's emulated devices' backing files, in `target/vm/disks/` (sparse, created
+/// once). Per clone, not in the shared cache: QEMU locks its images, so two clones
+/// running `vm-test` at the same time would otherwise refuse each other's boots.
 pub struct Disks {
     pub nvme: PathBuf,
     pub cxl_pmem: PathBuf,
@@ -74,7 +75,7 @@ const CXL_PMEM_SIZE: u64 = 256 << 20;
 const CXL_LSA_SIZE: u64 = 256 << 20;
 
 pub fn disks() -> Result<Disks> {
-    let dir = paths::cache_dir()?.join("vm/disks");
+    let dir = paths::target_dir().join("vm/disks");
     fs::create_dir_all(&dir)?;
     let disks = Disks {
         nvme: dir.join("nvme.raw"),
@@ -105,7 +106,10 @@ pub fn command(vmlinuz: &Path, initrd: &Path, disks: &Disks, layout: Layout, acc
     c.args(["-nographic", "-no-reboot", "-nic", "none"]);
     c.arg("-kernel").arg(vmlinuz).arg("-initrd").arg(initrd);
     c.args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"]);
-    c.arg("-drive").arg(format!("file={},if=none,id=nvm,format=raw", disks.nvme.display()));
+    // snapshot=on: writes (the attack suite formats the namespace) go to a throw-away
+    // overlay, so the cached image stays pristine and concurrent runs do not fight over
+    // its write lock.
+    c.arg("-drive").arg(format!("file={},if=none,id=nvm,format=raw,snapshot=on", disks.nvme.display()));
     c.args(["-device", "nvme,serial=fwctlguard,drive=nvm"]);
     match layout {
         Layout::CxlType3 => cxl_type3(&mut c, disks),
