@@ -9,8 +9,9 @@
 //! guest's `vm/init.sh` mounts the kernel file systems, loads the modules, waits for the
 //! bed's devices, runs the tests and prints `FWCTL_GUARD_VM_RESULT=<code>`.
 //!
-//! Where things are: kernels and device backing files in `~/.cache/fwctl-guard/vm/`,
-//! initramfs in `target/vm/<kernel>/`, serial console logs in `target/vm-logs/<kernel>.log`.
+//! Where things are: kernels in `~/.cache/fwctl-guard/vm/kernels/`, device backing files
+//! in `target/vm/disks/`, initramfs in `target/vm/<kernel>/`, serial console logs in
+//! `target/vm-logs/<kernel>.log`.
 
 mod apt;
 mod bed;

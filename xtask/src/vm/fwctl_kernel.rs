@@ -17,7 +17,8 @@
 //! installed modules), `build.log`, and the stamp `release` (`uname -r`), written last:
 //! with the stamp present nothing else runs (no apt, no make); without it the folder is
 //! an interrupted build and is built again from scratch. The source tree is deleted after
-//! a successful build. Delete the folder to force a rebuild.
+//! a successful build. Delete the folder to force a rebuild. A lock file next to it
+//! (`fwctl-<key>.lock`) keeps two runs from building the same key at once.
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -59,6 +60,21 @@ pub fn ensure() -> Result<Kernel> {
     let key = cache_key(&fragment, &patch);
     let dir = paths::cache_dir()?.join("vm/kernels").join(format!("fwctl-{key}"));
     let stamp = dir.join("release");
+    if let Ok(release) = fs::read_to_string(&stamp) {
+        return kernels::locate(&dir.join("root"), release.trim());
+    }
+    // One build per key at a time (another clone may be building it): wait for its lock,
+    // then use what it built.
+    fs::create_dir_all(dir.parent().expect("…/kernels"))?;
+    let lock_path = dir.with_extension("lock");
+    let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        println!(
+            "vm: kernel fwctl: another process is building it ({} is locked); waiting",
+            lock_path.display()
+        );
+        lock.lock()?;
+    }
     if let Ok(release) = fs::read_to_string(&stamp) {
         return kernels::locate(&dir.join("root"), release.trim());
     }
