@@ -176,7 +176,7 @@ pub trait EffectsSource {
 /// [`effect::KNOWN`]; `KNOWN` alone for an opcode the device does not list; 0 when its
 /// effects were never read (or the command has no opcode).
 #[inline(always)]
-pub fn declared_effects<S: EffectsSource>(source: &S, device: u64, command: &Command) -> u32 {
+pub fn declared_effects<S: EffectsSource + ?Sized>(source: &S, device: u64, command: &Command) -> u32 {
     if command.opcode == OPCODE_NONE {
         return 0;
     }

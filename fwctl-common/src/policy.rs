@@ -181,6 +181,12 @@ pub struct Subject {
 
 /// Where [`decide`] gets the rules, the index and the devices' declared effects from.
 pub trait RuleSource: EffectsSource {
+    /// What `device` declares about `command` (`effects::declared_effects`); the eBPF
+    /// side runs it as a subprogram of its own to keep the rule walk's frame small.
+    #[inline(always)]
+    fn declared_effects(&self, device: u64, command: &Command) -> u32 {
+        declared_effects(self, device, command)
+    }
     /// The candidate bitmap stored for `key` (0 if none).
     fn candidates(&self, key: &IndexKey) -> u64;
     /// The first rule, in policy order, among `candidates` of `slot` for which
@@ -248,7 +254,7 @@ pub fn evaluate<S: RuleSource>(
     can_deny: bool,
 ) -> Decision {
     subject.effects =
-        if header.uses_effects != 0 { declared_effects(source, subject.device, command) } else { 0 };
+        if header.uses_effects != 0 { source.declared_effects(subject.device, command) } else { 0 };
     decide(source, header, command, subject, can_deny)
 }
 

@@ -41,20 +41,18 @@ pub fn fill_event(
     event.hook = hook;
 }
 
-/// The policy's view of the current task sending a command to node `rdev`.
+/// The policy's view of the current task sending a command to node `rdev`, written in
+/// place (no Subject-sized temporary on the caller's frame).
 #[inline(always)]
-pub fn current_subject(rdev: u32, flags: u32) -> Subject {
+pub fn current_subject(subject: &mut Subject, rdev: u32, flags: u32) {
     let uid_gid = bpf_get_current_uid_gid();
-    Subject {
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        comm: bpf_get_current_comm().unwrap_or_default(),
-        // SAFETY: helper without preconditions.
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        device: device_key(flags & event_flag::BLOCK_DEVICE != 0, rdev_major(rdev), rdev_minor(rdev)),
-        effects: 0,
-        _pad: 0,
-    }
+    subject.uid = uid_gid as u32;
+    subject.gid = (uid_gid >> 32) as u32;
+    subject.comm = bpf_get_current_comm().unwrap_or_default();
+    // SAFETY: helper without preconditions.
+    subject.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    subject.device = device_key(flags & event_flag::BLOCK_DEVICE != 0, rdev_major(rdev), rdev_minor(rdev));
+    subject.effects = 0;
 }
 
 /// Count a command the moment it is seen, as `unobserved` (exact even if no exit hook runs).

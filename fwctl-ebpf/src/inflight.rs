@@ -142,8 +142,8 @@ fn expect_submission(key: u64, command: &Command, verdict: u8) {
 /// from it, so the policy walk's frame never stacks on the event's.
 #[inline(never)]
 fn apply_policy(command: &Command, seen: &mut Seen) -> u8 {
-    seen.subject = account::current_subject(seen.rdev, seen.flags);
-    let decision = evaluate(&policy::Maps, &policy::header(), command, &mut seen.subject, seen.can_deny != 0);
+    account::current_subject(&mut seen.subject, seen.rdev, seen.flags);
+    let decision = evaluate(&policy::Maps, policy::header(), command, &mut seen.subject, seen.can_deny != 0);
     seen.verdict = decision.verdict;
     seen.rule_id = decision.rule_id;
     decision.verdict

@@ -6,7 +6,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use fwctl_common::{
-    effects::{EffectsKey, EffectsSource},
+    effects::{declared_effects, EffectsKey, EffectsSource},
     model::Command,
     policy::{rule_matches, CompiledRule, IndexKey, PolicyHeader, RuleSource, Subject, MAX_RULES},
 };
@@ -15,12 +15,14 @@ use crate::maps::{EFFECTS, POLICY, POLICY_INDEX, RULES};
 
 pub struct Maps;
 
-/// State shared with the `bpf_loop` callback (copies: it lives on this program's stack).
+/// State shared with the `bpf_loop` callback. The command and subject stay where the hook
+/// keeps them (pointers into its frame), so this frame, which the callback's stacks on,
+/// stays small: the verifier's 512 bytes cover hook + policy walk + callback together.
 #[repr(C)]
 struct Walk {
     candidates: u64,
-    subject: Subject,
-    command: Command,
+    subject: *const Subject,
+    command: *const Command,
     slot: u32,
     /// 0: no match; else (rule_id << 8 | action) + 1.
     found: u32,
@@ -36,7 +38,9 @@ extern "C" fn test_rule(index: u32, walk: *mut c_void) -> i64 {
     let Some(rule) = rule_at(walk.slot, index) else {
         return 0;
     };
-    if rule_matches(rule, &walk.command, &walk.subject) {
+    // SAFETY: both point at the hook's live stack frame for the whole bpf_loop call.
+    let (command, subject) = unsafe { (&*walk.command, &*walk.subject) };
+    if rule_matches(rule, command, subject) {
         walk.found = ((rule.rule_id as u32) << 8 | rule.action as u32) + 1;
         return 1;
     }
@@ -58,6 +62,11 @@ impl EffectsSource for Maps {
 
 impl RuleSource for Maps {
     #[inline(always)]
+    fn declared_effects(&self, device: u64, command: &Command) -> u32 {
+        lookup_effects(device, command)
+    }
+
+    #[inline(always)]
     fn candidates(&self, key: &IndexKey) -> u64 {
         // SAFETY: plain data copied out.
         unsafe { POLICY_INDEX.get(key) }.copied().unwrap_or(0)
@@ -71,7 +80,7 @@ impl RuleSource for Maps {
         command: &Command,
         subject: &Subject,
     ) -> Option<(u16, u8)> {
-        let mut walk = Walk { candidates, subject: *subject, command: *command, slot, found: 0 };
+        let mut walk = Walk { candidates, subject, command, slot, found: 0 };
         // SAFETY: the callback only touches `walk`, which outlives the call.
         unsafe {
             bpf_loop(
@@ -91,8 +100,28 @@ impl RuleSource for Maps {
     }
 }
 
+/// What the device declares about the command. A subprogram of its own: its two map
+/// keys live in a frame beside the rule walk's, not under it.
+#[inline(never)]
+fn lookup_effects(device: u64, command: &Command) -> u32 {
+    declared_effects(&Maps, device, command)
+}
+
+/// No policy loaded: all zero.
+static NO_POLICY: PolicyHeader = PolicyHeader {
+    generation: 0,
+    slot: 0,
+    mode: 0,
+    default_action: 0,
+    on_undecodable: 0,
+    loaded: 0,
+    uses_effects: 0,
+    on_toctou: 0,
+    _pad: [0; 6],
+};
+
 /// The active policy's header (all zero, i.e. no policy, until the agent loads one).
 #[inline(always)]
-pub fn header() -> PolicyHeader {
-    POLICY.get(0).copied().unwrap_or_default()
+pub fn header() -> &'static PolicyHeader {
+    POLICY.get(0).unwrap_or(&NO_POLICY)
 }
