@@ -17,6 +17,7 @@ use crate::{
     audit::AuditLog,
     btf::KernelBtf,
     config::{Config, DeclaredDevice},
+    device_info::DeviceInfoCollector,
     effects::{read::DeviceReader, refresh::DeviceEffects},
     enforce::{rule_ids::RuleIds, runtime::Runtime},
     events, http, inventory,
@@ -98,6 +99,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     registry.register(Box::new(metrics::ToctouCounters::new(maps.toctou)?))?;
     registry.register(Box::new(rpc_checks::RpcCheckCollector::new(maps.rpc_checks)?))?;
     registry.register(Box::new(taint::TaintCollector::new()?))?;
+    registry.register(Box::new(DeviceInfoCollector::new(PathBuf::from(SYS_ROOT))?))?;
     // Before the policy: its effects rules judge by what is in the map from the start.
     // The agent's own ioctls here are not audited (KernelOffsets.agent_tgid).
     let device_effects = DeviceEffects::start(

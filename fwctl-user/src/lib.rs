@@ -5,6 +5,7 @@ pub mod agent;
 pub mod audit;
 pub mod btf;
 pub mod config;
+pub mod device_info;
 pub mod devices;
 pub mod effects;
 pub mod enforce;
