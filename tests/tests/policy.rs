@@ -349,7 +349,12 @@ fn effects_rules_judge_real_devices_by_what_they_declare() {
         scrape.text
     );
     assert_eq!(
-        count(&[("class", "nvme-admin"), ("opcode", "0x00c5"), ("verdict", "deny"), ("rule", "vendor-tunnel")]),
+        count(&[
+            ("class", "nvme-admin"),
+            ("opcode", "0x00c5"),
+            ("verdict", "deny"),
+            ("rule", "vendor-tunnel")
+        ]),
         1.0,
         "{}",
         scrape.text
