@@ -500,6 +500,9 @@ pub struct KernelOffsets {
     /// `io_uring:io_uring_complete` fields: the request (== its io_uring_cmd) and result.
     pub uring_complete_req: u32,
     pub uring_complete_res: u32,
+    /// 1 when the io_uring offsets above were resolved (`file` is at offset 0, so the
+    /// offsets themselves cannot say it).
+    pub uring_resolved: u32,
 }
 
 /// Who submitted a device mailbox command seen at the driver's own tracepoint.

@@ -144,7 +144,7 @@ pub fn fwctl_lsm_uring_cmd(ctx: *mut c_void) -> i64 {
 /// `uring_cmd(struct io_uring_cmd *ioucmd)`: the verdict.
 fn observe_uring_cmd(ctx: &LsmContext) -> Result<u8, i64> {
     let off = offsets();
-    if off.uring_cmd_file == 0 || inflight::is_agent(&off) {
+    if off.uring_resolved == 0 || inflight::is_agent(&off) {
         return Ok(verdict::ALLOW);
     }
     let ioucmd = scalar_arg(ctx, 0)? as *const u8;

@@ -100,6 +100,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     uring_payload_skip: 0,
     uring_complete_req: 0,
     uring_complete_res: 0,
+    uring_resolved: 0,
 };
 
 #[inline(always)]

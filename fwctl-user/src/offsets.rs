@@ -101,6 +101,7 @@ pub fn resolve_uring(btf: &KernelBtf, offsets: &mut KernelOffsets) -> Result<boo
     offsets.uring_payload_skip = skip;
     offsets.uring_complete_req = field(&complete, "req", &[8])?;
     offsets.uring_complete_res = field(&complete, "res", &[4])?;
+    offsets.uring_resolved = 1;
     Ok(true)
 }
 

@@ -104,7 +104,7 @@ fn attack_suite() {
     }
     let policy = fleet_baseline("log");
     let mut agent =
-        Agent::start_with("attacks", &[], 1 << 22, &["--policy", policy.to_str().unwrap()]).unwrap();
+        Agent::start_with("attacks", &[], 1 << 22, &["-v", "--policy", policy.to_str().unwrap()]).unwrap();
     assert_eq!(agent.scrape().unwrap().sum("fwctl_guard_enforcing", &[]), 1.0, "{}", agent.output());
     let mut report = Report::default();
     let node = OpenOptions::new().read(true).write(true).open(&ctrl).unwrap();
@@ -112,7 +112,7 @@ fn attack_suite() {
 
     prevented(&mut report, "ioctl: format-nvm (control)", admin_ioctl(fd, FORMAT_NVM));
     fd_tricks(&mut report, &ctrl, fd);
-    io_uring(&mut report, fd);
+    io_uring(&mut report, &agent, fd);
     compat_32bit(&mut report, &ctrl);
     toctou_race(&mut report, &agent, fd, false);
     agent.stop().unwrap();
@@ -235,7 +235,7 @@ unsafe fn recv_fd(sock: RawFd) -> RawFd {
 /// NVMe passthrough over io_uring makes no ioctl syscall: `lsm/uring_cmd` must refuse it.
 /// Kernels without admin passthrough over io_uring on the controller node cannot be
 /// attacked this way; the row says so.
-fn io_uring(report: &mut Report, fd: RawFd) {
+fn io_uring(report: &mut Report, agent: &Agent, fd: RawFd) {
     let mut id = vec![0u8; 4096];
     let identify =
         uring::submit(fd, NVME_URING_CMD_ADMIN, uring::nvme_uring_cmd(IDENTIFY, 0, 1, Some(&mut id)));
@@ -265,15 +265,29 @@ fn io_uring(report: &mut Report, fd: RawFd) {
         Ok(res) => format!("result {res}"),
         Err(e) => format!("io_uring error: {e}"),
     };
-    report.add(
-        "io_uring URING_CMD_ADMIN format-nvm",
-        "prevented",
-        observed,
-        matches!(format, Ok(r) if r == -libc::EPERM),
-    );
+    let prevented = matches!(format, Ok(r) if r == -libc::EPERM);
+    report.add("io_uring URING_CMD_ADMIN format-nvm", "prevented", observed, prevented);
+    if !prevented {
+        // Say what the hook saw, to tell a missing hook from a misread command.
+        let seen: Vec<String> = agent
+            .scrape()
+            .map(|s| {
+                s.samples
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.name == "fwctl_guard_commands_total"
+                            && k.labels.get("channel").map(String::as_str) == Some("io_uring")
+                    })
+                    .map(|(k, v)| format!("{:?} = {v}", k.labels))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!("io_uring commands the agent counted: {seen:#?}\n{}", agent.output());
+    }
     // I/O passthrough goes through the namespace's generic node.
     if let Ok(ng) = OpenOptions::new().read(true).write(true).open("/dev/ng0n1") {
-        let mut buf = vec![0u8; 4096];
+        // One 512-byte block (QEMU's default LBA format; NLB 0 = one block).
+        let mut buf = vec![0u8; 512];
         let read = uring::submit(
             ng.as_raw_fd(),
             NVME_URING_CMD_IO,
