@@ -116,6 +116,7 @@ fn attack_suite() {
     compat_32bit(&mut report, &ctrl);
     toctou_race(&mut report, &agent, fd, false);
     agent.stop().unwrap();
+    audit_trail(&mut report, &agent);
 
     // The same race under `on_toctou: kill`: the racing process is killed.
     let policy = fleet_baseline("kill");
@@ -267,6 +268,17 @@ fn io_uring(report: &mut Report, agent: &Agent, fd: RawFd) {
     };
     let prevented = matches!(format, Ok(r) if r == -libc::EPERM);
     report.add("io_uring URING_CMD_ADMIN format-nvm", "prevented", observed, prevented);
+    // Counted like an ioctl, on its own channel, with the result io_uring completed it with.
+    let s = agent.wait_audit_events(2).unwrap();
+    let count = |labels: &[(&str, &str)]| s.sum("fwctl_guard_commands_total", labels);
+    let denied = count(&[("channel", "io_uring"), ("opcode_name", "format-nvm"), ("verdict", "deny")]);
+    let identified = count(&[("channel", "io_uring"), ("opcode_name", "identify"), ("result", "ok")]);
+    report.add(
+        "  (io_uring counted: deny + identify ok)",
+        "counted",
+        format!("format-nvm denied {denied}, identify ok {identified}"),
+        denied == 1.0 && identified == 1.0,
+    );
     if !prevented {
         // Say what the hook saw, to tell a missing hook from a misread command.
         let seen: Vec<String> = agent
@@ -300,6 +312,28 @@ fn io_uring(report: &mut Report, agent: &Agent, fd: RawFd) {
             matches!(read, Ok(0)),
         );
     }
+}
+
+/// The audit log tells the channels apart and names the raced commands.
+fn audit_trail(report: &mut Report, agent: &Agent) {
+    let records = agent.audit_records().unwrap_or_default();
+    let uring_deny = records.iter().any(|r| {
+        r["channel"] == "io_uring" && r["ioctl"] == "NVME_URING_CMD_ADMIN" && r["verdict"] == "deny"
+    });
+    report.add(
+        "  (audit: io_uring record)",
+        "logged",
+        format!("channel io_uring deny record: {uring_deny}"),
+        uring_deny,
+    );
+    let raced: Vec<_> = records.iter().filter(|r| r["toctou"] == true).collect();
+    let consistent = raced.iter().all(|r| r["opcode"] == "0x0006" && r["kernel_opcode"] == "0x0080");
+    report.add(
+        "  (audit: toctou records)",
+        "logged",
+        format!("{} record(s) with toctou, identify decided / format received: {consistent}", raced.len()),
+        consistent,
+    );
 }
 
 /// A 32-bit process takes compat_sys_ioctl (`file_ioctl_compat` on >= 6.8).
