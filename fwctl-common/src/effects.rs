@@ -298,7 +298,8 @@ mod tests {
     fn nvme_bits_imply_the_common_ones() {
         assert_eq!(from_nvme(0), None, "CSUPP clear: not supported");
         assert_eq!(from_nvme(1), Some(0));
-        // Format NVM as QEMU declares it: CSUPP | LBCC | NCC | NIC | CSE=2.
+        // A Format NVM declaring every namespace effect: CSUPP | LBCC | NCC | NIC | CSE=2 (QEMU 10
+        // declares only CSUPP | LBCC for it, which the VM test uses).
         let format = from_nvme(1 | 2 | 4 | 8 | (2 << 16)).unwrap();
         assert_eq!(
             format,

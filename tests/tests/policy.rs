@@ -289,7 +289,7 @@ fn explain_shows_the_effects_that_decided() {
 }
 
 /// Effects rules on real devices (issue 5): a policy that names no opcode refuses NVMe
-/// Format NVM because the controller declares it changes logical blocks and namespaces,
+/// Format NVM because the controller declares it changes logical blocks (LBCC),
 /// allows Identify (declared without effects), refuses a vendor opcode the controller
 /// does not list, and refuses a CXL mailbox write the memdev's CEL declares a data or
 /// configuration change for. Runs in the VM guests (QEMU NVMe + cxl-type3, BPF LSM).
@@ -320,7 +320,7 @@ fn effects_rules_judge_real_devices_by_what_they_declare() {
         let ret = ioctl(fd, NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64);
         (ret == -1).then(|| std::io::Error::last_os_error().raw_os_error().unwrap())
     };
-    assert_eq!(errno(0x80, 1), Some(EPERM), "format-nvm: declared LBCC/NIC");
+    assert_eq!(errno(0x80, 1), Some(EPERM), "format-nvm: QEMU declares LBCC, a data change");
     assert_eq!(errno(0xc5, 0), Some(EPERM), "vendor opcode the controller does not list");
 
     // CXL Set LSA (kernel command id 10, opcode 0x4103): QEMU's CEL declares an immediate
