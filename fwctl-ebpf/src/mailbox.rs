@@ -29,8 +29,7 @@ fn try_setup(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets come from this kernel's tracefs format files.
     let qid: i32 = unsafe { ctx.read_at(off.nvme_setup_qid as usize) }?;
     let opcode: u8 = unsafe { ctx.read_at(off.nvme_setup_opcode as usize) }?;
-    let passthrough =
-        check_submission(ctx, if qid == 0 { class::NVME_ADMIN } else { class::NVME_IO }, opcode);
+    let passthrough = check_submission(if qid == 0 { class::NVME_ADMIN } else { class::NVME_IO }, opcode);
     if qid != 0 {
         return Ok(());
     }
@@ -48,7 +47,7 @@ fn try_setup(ctx: &TracePointContext) -> Result<(), i64> {
 /// that command (the kernel copied it from user memory in between): the same opcode, or
 /// the payload changed after the decision. True when it is the passthrough command.
 #[inline(always)]
-fn check_submission(ctx: &TracePointContext, class: u8, opcode: u8) -> bool {
+fn check_submission(class: u8, opcode: u8) -> bool {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: plain data copied out.
     let Some(decided) = (unsafe { DECIDED.get(&pid_tgid) }).copied() else {
@@ -59,7 +58,7 @@ fn check_submission(ctx: &TracePointContext, class: u8, opcode: u8) -> bool {
     }
     let _ = DECIDED.remove(&pid_tgid);
     if decided.opcode != opcode as u32 {
-        toctou::detected(ctx, decided.key, class, opcode as u32);
+        toctou::detected(decided.key, class, opcode as u32);
     }
     true
 }

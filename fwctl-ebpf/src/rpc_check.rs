@@ -67,7 +67,7 @@ fn try_check(ctx: &ProbeContext, drv: u8) -> Result<(), i64> {
         None => outcome::UNDECIDED,
     };
     if result != outcome::MATCH && result != outcome::UNDECIDED {
-        toctou::detected(ctx, pid_tgid, class::FWCTL, kernel.opcode);
+        toctou::detected(pid_tgid, class::FWCTL, kernel.opcode);
     }
     if let Some(slot) = RPC_CHECKS.get_ptr_mut(counter_index(drv, result)) {
         // SAFETY: per-CPU array value pointer, valid during this run.

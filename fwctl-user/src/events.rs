@@ -65,7 +65,21 @@ pub fn drain(ring: &mut RingBuf<MapData>, log: &mut AuditLog, metrics: &AgentMet
 
 /// Append one event to the audit log, counting it as written or failed.
 fn write(event: &Event, epoch: SystemTime, log: &mut AuditLog, metrics: &AgentMetrics) {
-    match log.write(&AuditRecord::from_event(event, epoch)) {
+    let record = AuditRecord::from_event(event, epoch);
+    if record.toctou {
+        let line = format!(
+            "TOCTOU: pid {} ({}) sent {} opcode {} but the driver received {}{}",
+            record.pid,
+            record.comm,
+            record.class,
+            record.opcode,
+            record.kernel_opcode.as_deref().unwrap_or("?"),
+            if record.killed { "; the task was killed" } else { "" }
+        );
+        log::warn!("{line}");
+        eprintln!("fwctl-guard: {line}");
+    }
+    match log.write(&record) {
         Ok(()) => metrics.audit_events_written.inc(),
         Err(e) => {
             metrics.audit_errors.with_label_values(&["write"]).inc();
