@@ -11,7 +11,7 @@ use fwctl_common::{
     policy::{rule_matches, CompiledRule, IndexKey, PolicyHeader, RuleSource, Subject, MAX_RULES},
 };
 
-use crate::maps::{EFFECTS, POLICY, POLICY_INDEX, RULES};
+use crate::maps::{EFFECTS, EFFECTS_WORD, POLICY, POLICY_INDEX, RULES};
 
 pub struct Maps;
 
@@ -102,9 +102,24 @@ impl RuleSource for Maps {
 
 /// What the device declares about the command. A subprogram of its own: its two map
 /// keys live in a frame beside the rule walk's, not under it.
+///
+/// The word goes out through a per-CPU map slot so the verifier sees an unknown value.
+/// Returned directly, some paths give it a constant (`KNOWN` alone: an undeclared
+/// opcode), and 6.1's verifier, which checks a bpf_loop callback as if it ran once,
+/// pruned the rule walk for that constant and hard-wired the branch as dead: on 6.1
+/// `undeclared: true` never matched (caught by the VM suite; 6.12 and 7.2 were right).
 #[inline(never)]
 fn lookup_effects(device: u64, command: &Command) -> u32 {
-    declared_effects(&Maps, device, command)
+    let word = declared_effects(&Maps, device, command);
+    match EFFECTS_WORD.get_ptr_mut(0) {
+        // SAFETY: per-CPU array value pointer, valid during this run; this program is the
+        // only user of its CPU's slot between the two accesses.
+        Some(slot) => unsafe {
+            core::ptr::write_volatile(slot, word);
+            core::ptr::read_volatile(slot)
+        },
+        None => word,
+    }
 }
 
 /// No policy loaded: all zero.
