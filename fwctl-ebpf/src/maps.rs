@@ -61,11 +61,6 @@ pub static EFFECTS: HashMap<EffectsKey, u32> = HashMap::with_max_entries(16384, 
 #[map]
 pub static RPC_CHECKS: PerCpuArray<u64> = PerCpuArray::with_max_entries(fwctl_common::rpc_check::COUNTERS, 0);
 
-/// One scratch word per CPU that hides the looked-up effects from the verifier's value
-/// tracking (`policy::lookup_effects`).
-#[map]
-pub static EFFECTS_WORD: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
 /// Failure counters, indexed by `stat::*`.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);

@@ -4,14 +4,14 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::bpf_loop;
+use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel};
 use fwctl_common::{
     effects::{declared_effects, EffectsKey, EffectsSource},
     model::Command,
     policy::{rule_matches, CompiledRule, IndexKey, PolicyHeader, RuleSource, Subject, MAX_RULES},
 };
 
-use crate::maps::{EFFECTS, EFFECTS_WORD, POLICY, POLICY_INDEX, RULES};
+use crate::maps::{EFFECTS, POLICY, POLICY_INDEX, RULES};
 
 pub struct Maps;
 
@@ -103,23 +103,24 @@ impl RuleSource for Maps {
 /// What the device declares about the command. A subprogram of its own: its two map
 /// keys live in a frame beside the rule walk's, not under it.
 ///
-/// The word goes out through a per-CPU map slot so the verifier sees an unknown value.
-/// Returned directly, some paths give it a constant (`KNOWN` alone: an undeclared
+/// The word is copied through `bpf_probe_read_kernel` so the verifier sees an unknown
+/// value on every path. Returned directly, some paths give it a constant (`KNOWN` alone: an undeclared
 /// opcode), and 6.1's verifier, which checks a bpf_loop callback as if it ran once,
 /// pruned the rule walk for that constant and hard-wired the branch as dead: on 6.1
 /// `undeclared: true` never matched (caught by the VM suite; 6.12 and 7.2 were right).
+/// The copy is on this frame's own stack: a shared scratch slot could be overwritten by
+/// another task preempting this one on the same CPU.
 #[inline(never)]
 fn lookup_effects(device: u64, command: &Command) -> u32 {
     let word = declared_effects(&Maps, device, command);
-    match EFFECTS_WORD.get_ptr_mut(0) {
-        // SAFETY: per-CPU array value pointer, valid during this run; this program is the
-        // only user of its CPU's slot between the two accesses.
-        Some(slot) => unsafe {
-            core::ptr::write_volatile(slot, word);
-            core::ptr::read_volatile(slot)
-        },
-        None => word,
-    }
+    let mut opaque = 0u32;
+    // SAFETY: copies 4 bytes between two live locals of this frame. The result is not
+    // looked at: copying a live local cannot fail, and returning `word` on a failure path
+    // would bring the constant back (on failure the word would be 0, "unknown").
+    unsafe {
+        bpf_probe_read_kernel(&mut opaque as *mut u32 as *mut c_void, 4, &word as *const u32 as *const c_void)
+    };
+    opaque
 }
 
 /// No policy loaded: all zero.
