@@ -182,8 +182,7 @@ impl Collector for ToctouCounters {
         counter.reset();
         if let Ok(map) = self.map.lock() {
             for c in [class::FWCTL, class::NVME_ADMIN, class::NVME_IO, class::CXL_MEM, class::SCSI] {
-                let total =
-                    map.get(&(c as u32), 0).map_or(0, |v| v.iter().fold(0u64, |s, x| s.wrapping_add(*x)));
+                let total = per_cpu_slot(&map, c as u32);
                 // Every class is exported (0 included) so alerts can use increase() from the start.
                 counter.with_label_values(&[class::label(c)]).inc_by(total);
             }
@@ -330,13 +329,16 @@ impl KernelCounters {
         let mut stats = [0u64; stat::COUNT as usize];
         if let Ok(map) = self.stats.lock() {
             for (index, slot) in stats.iter_mut().enumerate() {
-                if let Ok(values) = map.get(&(index as u32), 0) {
-                    *slot = values.iter().sum();
-                }
+                *slot = per_cpu_slot(&map, index as u32);
             }
         }
         (totals, mailbox, stats)
     }
+}
+
+/// One slot of a per-CPU array, summed over CPUs (0 if it cannot be read).
+pub fn per_cpu_slot(map: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
+    map.get(&index, 0).map_or(0, |values| values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
 }
 
 fn sum_per_cpu<K: aya::Pod + Ord>(map: &Mutex<PerCpuHashMap<MapData, K, u64>>) -> BTreeMap<K, u64> {

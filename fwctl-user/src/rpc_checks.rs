@@ -85,8 +85,7 @@ impl Collector for RpcCheckCollector {
         let Ok(checks) = self.checks.lock() else { return counter.collect() };
         for (_, _, drv) in PROBES {
             for result in 0..outcome::COUNT {
-                let Ok(values) = checks.get(&counter_index(drv, result), 0) else { continue };
-                let total = values.iter().fold(0u64, |sum, v| sum.wrapping_add(*v));
+                let total = crate::metrics::per_cpu_slot(&checks, counter_index(drv, result));
                 if total != 0 {
                     counter.with_label_values(&[driver::label(drv), outcome::label(result)]).inc_by(total);
                 }
