@@ -56,7 +56,7 @@ pub const STOCK: Bed = Bed {
     devices: &["/dev/nvme0", "/dev/cxl/mem0"],
     device_wait: Duration::from_secs(20),
     layout: Layout::CxlType3,
-    tests: &["host", "policy", "vm", "attacks"],
+    tests: &["host", "policy", "vm", "attacks", "fleet", "capabilities"],
 };
 
 /// The fwctl test kernel: emulated NVMe controller and the kernel's cxl_test mock, whose
@@ -89,7 +89,7 @@ pub const FWCTL: Bed = Bed {
     devices: &["/dev/nvme0", "/dev/fwctl/fwctl0"],
     device_wait: Duration::from_secs(30),
     layout: Layout::TwoNumaNodes,
-    tests: &["host", "policy", "fwctl", "attacks"],
+    tests: &["host", "policy", "fwctl", "attacks", "fleet", "capabilities"],
 };
 
 impl Bed {
@@ -128,7 +128,10 @@ mod tests {
 
     #[test]
     fn tests_are_collected_once() {
-        assert_eq!(Bed::all_tests([&STOCK, &FWCTL, &STOCK]), ["host", "policy", "vm", "attacks", "fwctl"]);
+        assert_eq!(
+            Bed::all_tests([&STOCK, &FWCTL, &STOCK]),
+            ["host", "policy", "vm", "attacks", "fleet", "capabilities", "fwctl"]
+        );
     }
 
     #[test]
@@ -136,7 +139,10 @@ mod tests {
         let text = FWCTL.guest_file();
         assert!(text.contains("FWCTL_GUARD_BED=fwctl\n"), "{text}");
         assert!(text.contains("FWCTL_GUARD_DEVICES=\"/dev/nvme0 /dev/fwctl/fwctl0\"\n"), "{text}");
-        assert!(text.contains("FWCTL_GUARD_TESTS=\"host policy fwctl attacks\"\n"), "{text}");
+        assert!(
+            text.contains("FWCTL_GUARD_TESTS=\"host policy fwctl attacks fleet capabilities\"\n"),
+            "{text}"
+        );
     }
 
     #[test]
