@@ -66,7 +66,8 @@ enum Command {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate policy files: exit 0 when all are valid (warnings allowed), 1 with every
-    /// error (FILE:LINE:COL: what and why) otherwise. A directory means its *.yaml files.
+    /// error (FILE:LINE:COL: what and why) otherwise. A directory is one policy: its
+    /// *.yaml files merged in lexical order, as the agent loads it.
     Check {
         /// Policy files or directories.
         #[arg(required = true, value_name = "FILE_OR_DIR")]
@@ -99,6 +100,9 @@ enum PolicyCommand {
 /// `fwctl-guard policy ...`: its own exit status (1 = a policy is invalid).
 fn policy_command(command: PolicyCommand) -> std::process::ExitCode {
     match command {
+    /// Print the JSON Schema of a policy file (the committed policies/schema.json), for
+    /// editors and CI linters.
+    Schema,
         PolicyCommand::Check { files, format } => {
             if policy::check::run(&files, format) {
                 std::process::ExitCode::SUCCESS
@@ -123,6 +127,10 @@ fn report(outcome: anyhow::Result<()>) -> std::process::ExitCode {
         }
     }
 }
+        PolicyCommand::Schema => {
+            print!("{}", policy::doc::json_schema());
+            std::process::ExitCode::SUCCESS
+        }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

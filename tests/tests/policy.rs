@@ -211,7 +211,12 @@ fn shipped_policies() -> PathBuf {
 #[test]
 fn policy_check_for_config_management() {
     let shipped = shipped_policies();
-    let out = Command::new(agent_binary()).args(["policy", "check"]).arg(&shipped).output().unwrap();
+    // Alternatives, each checked on its own (a directory would be one merged policy).
+    let out = Command::new(agent_binary())
+        .args(["policy", "check"])
+        .args(["default.yaml", "fleet-baseline.yaml", "strict.yaml"].map(|f| shipped.join(f)))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let bad = policy_file("bad.yaml", "version: 1\nname: bad\nmode: enforce\ndefault: allow\nrules:\n  - name: x\n    action: deny\n    match: {class: nvme-admin, opcode: formatnvm}\n");
     let out = Command::new(agent_binary()).args(["policy", "check"]).arg(&bad).output().unwrap();

@@ -1,9 +1,10 @@
 //! The running policy: load → validate → compile → install, at start-up and on every
-//! reload (SIGHUP or a change of the file). A policy that fails any step never replaces
-//! the running one: every error is logged and `fwctl_guard_policy_reload_failures_total`
-//! goes up.
+//! reload (SIGHUP or a change of the file, or of any file of a policy directory). A policy
+//! that fails any step never replaces the running one: every error is logged and
+//! `fwctl_guard_policy_reload_failures_total` goes up.
 
 use std::{
+    os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -25,11 +26,11 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Read, validate and compile `path`; Err holds every problem, rendered `file:line:col: ...`.
+/// Read, validate and compile `path` (a file or a policy directory); Err holds every
+/// problem, rendered `file:line:col: ...`.
 pub fn load(path: &Path, ids: &RuleIds) -> Result<Loaded, Vec<String>> {
     let file = path.display().to_string();
-    let text = std::fs::read(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
-    let sha256 = format!("{:x}", Sha256::digest(&text));
+    let sha256 = digest(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
     let (policy, warnings) =
         policy::load(path).map_err(|d| d.iter().map(|d| d.render(&file)).collect::<Vec<_>>())?;
     let compiled = compile(&policy, ids)
@@ -45,19 +46,20 @@ pub struct Runtime {
     metrics: AgentMetrics,
     /// The hook can deny (LSM); otherwise `enforce` policies only record would_deny.
     can_deny: bool,
-    modified: Option<SystemTime>,
+    /// What the policy's files looked like at the last (attempted) load.
+    stamp: Option<Stamp>,
     /// Mode of the installed policy (`fwctl_common::policy::mode`).
     pub mode: Option<u8>,
 }
 
 impl Runtime {
     pub fn new(path: PathBuf, ids: RuleIds, maps: PolicyMaps, metrics: AgentMetrics, can_deny: bool) -> Self {
-        Self { path, ids, maps, metrics, can_deny, modified: None, mode: None }
+        Self { path, ids, maps, metrics, can_deny, stamp: None, mode: None }
     }
 
     /// Load and install the policy; on failure the running one stays and the failure is counted.
     pub fn reload(&mut self, why: &str) -> Result<u64> {
-        self.modified = modified(&self.path);
+        self.stamp = stamp(&self.path);
         let loaded = match load(&self.path, &self.ids) {
             Ok(loaded) => loaded,
             Err(errors) => {
@@ -99,10 +101,11 @@ impl Runtime {
         Ok(generation)
     }
 
-    /// Reload if the file changed since the last (attempted) load.
+    /// Reload if the file (or a file of the directory: added, removed, modified, replaced)
+    /// changed since the last (attempted) load.
     pub fn reload_if_changed(&mut self) {
-        let now = modified(&self.path);
-        if now.is_some() && now != self.modified {
+        let now = stamp(&self.path);
+        if now.is_some() && now != self.stamp {
             if let Err(e) = self.reload("file changed") {
                 log::error!("{e:#}");
             }
@@ -110,6 +113,35 @@ impl Runtime {
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// Per file of the policy: name, inode, size, mtime. `install` (a new inode) and an edit in
+/// place within one mtime tick (a new size) are both seen.
+type Stamp = Vec<(PathBuf, u64, u64, SystemTime)>;
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let files = if path.is_dir() { policy::dir::members(path).ok()? } else { vec![path.to_path_buf()] };
+    files
+        .into_iter()
+        .map(|f| {
+            let m = std::fs::metadata(&f).ok()?;
+            Some((f, m.ino(), m.len(), m.modified().ok()?))
+        })
+        .collect()
+}
+
+/// sha256 of the policy file, or of a directory's members (each file's name and contents,
+/// in merge order), as `fwctl_guard_policy_info{sha256}` shows it.
+pub fn digest(path: &Path) -> std::io::Result<String> {
+    if !path.is_dir() {
+        return Ok(format!("{:x}", Sha256::digest(std::fs::read(path)?)));
+    }
+    let mut hash = Sha256::new();
+    for file in policy::dir::members(path)? {
+        let name = file.file_name().unwrap_or_default().as_bytes();
+        let text = std::fs::read(&file)?;
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name);
+        hash.update((text.len() as u64).to_le_bytes());
+        hash.update(&text);
+    }
+    Ok(format!("{:x}", hash.finalize()))
 }

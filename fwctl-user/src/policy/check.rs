@@ -1,7 +1,9 @@
 //! `fwctl-guard policy check FILE_OR_DIR...`: validate policy files for a pipeline.
 //!
-//! A directory stands for its `*.yaml` files in lexical order; each file is checked on
-//! its own. Exit status: 0 when every file is valid (warnings allowed), 1 otherwise.
+//! A directory is one policy, its `*.yaml` files merged as the agent merges them (see
+//! `policy::dir`): each file's own errors and the merged result's are reported, each at
+//! its file. To check a folder of alternative policies, name the files. Exit status: 0
+//! when every policy is valid (warnings allowed), 1 otherwise.
 
 use std::{
     io::Write as _,
@@ -37,36 +39,7 @@ struct Report<'a> {
     files: &'a [FileReport],
 }
 
-/// The files `inputs` stand for: files as given, directories as their `*.yaml` files
-/// sorted by name. A directory that cannot be listed or holds no policy is an `Err`.
-pub fn expand(inputs: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)>> {
-    let mut out = Vec::new();
-    for input in inputs {
-        if !input.is_dir() {
-            out.push(Ok(input.clone()));
-            continue;
-        }
-        let entries = match std::fs::read_dir(input) {
-            Ok(entries) => entries,
-            Err(e) => {
-                out.push(Err((input.clone(), format!("cannot list {}: {e}", input.display()))));
-                continue;
-            }
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml") && !p.is_dir())
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            out.push(Err((input.clone(), format!("{} holds no *.yaml policy", input.display()))));
-        }
-        out.extend(files.into_iter().map(Ok));
-    }
-    out
-}
-
-/// Check one file.
+/// Check one policy (a file or a directory).
 pub fn check_file(path: &Path) -> FileReport {
     let display = path.display().to_string();
     match super::load(path) {
@@ -80,21 +53,9 @@ pub fn check_file(path: &Path) -> FileReport {
     }
 }
 
-/// Check everything `inputs` stand for.
+/// Check every policy in `inputs`.
 pub fn check_paths(inputs: &[PathBuf]) -> Vec<FileReport> {
-    expand(inputs)
-        .into_iter()
-        .map(|item| match item {
-            Ok(path) => check_file(&path),
-            Err((path, message)) => FileReport {
-                path: path.display().to_string(),
-                valid: false,
-                errors: vec![Diagnostic::error(1, 1, "", message)],
-                warnings: Vec::new(),
-                policy: None,
-            },
-        })
-        .collect()
+    inputs.iter().map(|path| check_file(path)).collect()
 }
 
 /// Every diagnostic as `FILE:LINE:COL: ...`, then one summary line per file.
@@ -102,7 +63,7 @@ pub fn render_text(reports: &[FileReport]) -> String {
     let mut out = String::new();
     for r in reports {
         let mut diags: Vec<&Diagnostic> = r.errors.iter().chain(&r.warnings).collect();
-        diags.sort_by_key(|d| (d.line, d.column));
+        diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         for d in diags {
             out.push_str(&d.render(&r.path));
             out.push('\n');

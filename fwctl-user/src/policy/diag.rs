@@ -24,11 +24,15 @@ impl Severity {
 /// One finding at a 1-based line and column of the policy file.
 ///
 /// `field` is the path of the offending key, e.g. `rules[2].match.opcode` (rule indexes
-/// count from 0), empty for problems of the document as a whole (YAML syntax).
+/// count from 0), empty for problems of the document as a whole (YAML syntax). `file` is
+/// set when the policy is a directory of files (which file the position is in); a
+/// single-file policy leaves it to the caller, who knows the path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     #[serde(skip)]
     pub severity: Severity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub line: usize,
     pub column: usize,
     pub field: String,
@@ -37,20 +41,42 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(line: usize, column: usize, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, line, column, field: field.into(), message: message.into() }
+        Self {
+            severity: Severity::Error,
+            file: None,
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn warning(line: usize, column: usize, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, line, column, field: field.into(), message: message.into() }
+        Self {
+            severity: Severity::Warning,
+            file: None,
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
 
+    /// The same finding, located in `file`.
+    pub fn in_file(mut self, file: impl Into<String>) -> Self {
+        self.file = Some(file.into());
+        self
+    }
+
     /// `FILE:LINE:COL: error: FIELD: MESSAGE`, the format compilers use (editors jump to it).
+    /// `file` names the policy; a diagnostic that knows its own file (a directory's
+    /// member) names that one instead.
     pub fn render(&self, file: &str) -> String {
-        format!("{file}:{self}")
+        format!("{}:{self}", self.file.as_deref().unwrap_or(file))
     }
 }
 

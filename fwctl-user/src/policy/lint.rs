@@ -14,7 +14,9 @@ use super::{
 pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (j, rule) in policy.rules.iter().enumerate() {
-        let field = format!("rules[{j}]");
+        // Its index in its own file (rules of a policy directory are numbered per file).
+        let index = policy.rules[..j].iter().filter(|r| r.file == rule.file).count();
+        let field = format!("rules[{index}]");
         if let Some(why) = impossible(&rule.matcher) {
             out.push(warn(rule, &field, format!("rule '{}' can never match: {why}", rule.name)));
             continue;
@@ -38,9 +40,11 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
                 rule,
                 &field,
                 format!(
-                    "rule '{}' is shadowed and can never match: rule '{}' (line {}) comes first and \
+                    "rule '{}' is shadowed and can never match: rule '{}' ({}) comes first and \
                      decides every command it matches{same}",
-                    rule.name, earlier.name, earlier.line
+                    rule.name,
+                    earlier.name,
+                    where_(earlier, rule)
                 ),
             ));
         }
@@ -49,7 +53,15 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
 }
 
 fn warn(rule: &Rule, field: &str, message: String) -> Diagnostic {
-    Diagnostic::warning(rule.line, rule.column, field, message)
+    Diagnostic { file: rule.file.clone(), ..Diagnostic::warning(rule.line, rule.column, field, message) }
+}
+
+/// Where `earlier` is, as seen from `rule`: `line N` in the same file, else `FILE:N`.
+fn where_(earlier: &Rule, rule: &Rule) -> String {
+    match &earlier.file {
+        Some(file) if earlier.file != rule.file => format!("{file}:{}", earlier.line),
+        _ => format!("line {}", earlier.line),
+    }
 }
 
 /// Why a match can match no command at all, if it cannot.

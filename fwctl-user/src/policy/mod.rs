@@ -10,6 +10,8 @@
 //! - [`names`]: the vocabulary (class/driver/scope names, opcode catalogs per class).
 //! - [`values`]: single values (opcodes, numbers, comm, cgroup, device).
 //! - [`lint`]: warnings (shadowed rules, rules that exclude themselves).
+//! - [`doc`]: the document as types: the JSON Schema and the keys `resolve` takes.
+//! - [`dir`]: a policy directory (`policy.d`) merged into one policy.
 //! - [`diag`]: the diagnostics; [`check`]: `fwctl-guard policy check`.
 //!
 //! ```yaml
@@ -31,6 +33,8 @@
 
 pub mod check;
 pub mod diag;
+pub mod dir;
+pub mod doc;
 pub mod lint;
 pub mod names;
 pub mod resolve;
@@ -47,11 +51,15 @@ pub use schema::{Action, CgroupSel, DeviceSel, Match, Mode, OnToctou, OpcodeSel,
 /// A valid policy and its warnings, or every error (and warning) found.
 pub type Outcome = Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>>;
 
-/// Read, check and resolve the policy in `path` against this host.
+/// Read, check and resolve the policy in `path` against this host: a file, or a directory
+/// whose `*.yaml` files merge into one policy (see [`dir`]).
 ///
-/// An unreadable file is one error at 1:1. Diagnostics do not name the file; print them
-/// with [`Diagnostic::render`].
+/// An unreadable file is one error at 1:1. Diagnostics of a single file do not name it;
+/// those of a directory name their member. Print them with [`Diagnostic::render`].
 pub fn load(path: &Path) -> Outcome {
+    if path.is_dir() {
+        return dir::load(path, &Host::default());
+    }
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text),
         Err(e) => Err(vec![Diagnostic::error(1, 1, "", format!("cannot read {}: {e}", path.display()))]),

@@ -14,7 +14,7 @@ use fwctl_common::{
 
 use super::{
     diag::Diagnostic,
-    names,
+    doc, names,
     schema::{Action, Match, Mode, OnToctou, OpcodeSel, Policy, Rule, SCHEMA_VERSION},
     values,
     yaml::{Node, Value},
@@ -33,33 +33,110 @@ impl Default for Host {
     }
 }
 
-const TOP_KEYS: &[&str] = &["version", "name", "mode", "default", "on_undecodable", "on_toctou", "rules"];
-const RULE_KEYS: &[&str] = &["name", "action", "match"];
-/// `not` must stay last: a `not` block takes every key but the last.
-const MATCH_KEYS: &[&str] = &[
-    "class",
-    "driver",
-    "opcode",
-    "op_mod",
-    "scope",
-    "uid",
-    "gid",
-    "comm",
-    "cgroup",
-    "device",
-    "effects",
-    "undeclared",
-    "not",
-];
-const EFFECTS_KEYS: &[&str] = &["any", "all"];
+// The keys each mapping takes, from the document types the JSON Schema is generated from.
+fn top_keys() -> &'static [&'static str] {
+    doc::keys::<doc::PolicyDoc>()
+}
+fn rule_keys() -> &'static [&'static str] {
+    doc::keys::<doc::RuleDoc>()
+}
+/// `not` is last: a `not` block takes every key but the last.
+fn match_keys() -> &'static [&'static str] {
+    doc::keys::<doc::MatchDoc>()
+}
+fn effects_keys() -> &'static [&'static str] {
+    doc::keys::<doc::EffectsDoc>()
+}
 
 /// Check `root` against the schema and resolve it. The policy comes back only when there
 /// are no errors; the diagnostics are every error found (no warnings: see `lint`).
 pub fn resolve(root: &Node, host: &Host) -> (Option<Policy>, Vec<Diagnostic>) {
+    let (part, diags) = resolve_part(root, host, true);
+    let policy = part.and_then(|p| p.into_policy(&mut Vec::new()));
+    (policy, diags)
+}
+
+/// [`resolve`] for one file of a policy directory (`whole` false): header keys may be
+/// absent, since another file may set them. Errors as for [`resolve`].
+pub fn resolve_part(root: &Node, host: &Host, whole: bool) -> (Option<Part>, Vec<Diagnostic>) {
     let mut cx = Cx { host, diags: Vec::new() };
-    let policy = cx.policy(root);
-    let policy = if cx.diags.is_empty() { policy } else { None };
-    (policy, cx.diags)
+    let part = cx.part(root, whole);
+    let part = if cx.diags.is_empty() { part } else { None };
+    (part, cx.diags)
+}
+
+/// The header keys of a policy (every top-level key but `version` and `rules`).
+pub const HEADER_KEYS: &[&str] = &["name", "mode", "default", "on_undecodable", "on_toctou"];
+/// Header keys a policy must set.
+pub const HEADER_REQUIRED: &[&str] = &["name", "mode", "default"];
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The header keys one file sets.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    pub name: Option<Located<String>>,
+    pub mode: Option<Located<Mode>>,
+    pub default: Option<Located<Action>>,
+    pub on_undecodable: Option<Located<Action>>,
+    pub on_toctou: Option<Located<OnToctou>>,
+}
+
+impl Header {
+    /// Where each key this header sets was written, in [`HEADER_KEYS`] order.
+    pub fn positions(&self) -> Vec<(&'static str, usize, usize)> {
+        fn at<T>(key: &'static str, v: &Option<Located<T>>) -> Option<(&'static str, usize, usize)> {
+            v.as_ref().map(|l| (key, l.line, l.column))
+        }
+        [
+            at("name", &self.name),
+            at("mode", &self.mode),
+            at("default", &self.default),
+            at("on_undecodable", &self.on_undecodable),
+            at("on_toctou", &self.on_toctou),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// One file's contribution to a policy.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub header: Header,
+    pub rules: Vec<Rule>,
+}
+
+impl Part {
+    /// The policy, when the header has every required key; else the missing keys are
+    /// pushed to `missing`.
+    pub fn into_policy(self, missing: &mut Vec<&'static str>) -> Option<Policy> {
+        let h = self.header;
+        for (key, set) in
+            [("name", h.name.is_some()), ("mode", h.mode.is_some()), ("default", h.default.is_some())]
+        {
+            if !set {
+                missing.push(key);
+            }
+        }
+        let default = h.default?.value;
+        Some(Policy {
+            name: h.name?.value,
+            version: SCHEMA_VERSION,
+            mode: h.mode?.value,
+            default,
+            on_undecodable: h.on_undecodable.map_or(default, |l| l.value),
+            on_toctou: h.on_toctou.map_or(OnToctou::Log, |l| l.value),
+            rules: self.rules,
+        })
+    }
 }
 
 struct Cx<'a> {
@@ -174,7 +251,9 @@ impl Cx<'_> {
         None
     }
 
-    fn policy(&mut self, root: &Node) -> Option<Policy> {
+    /// One file: its header keys (each optional here) and its rules. With `whole`, the
+    /// file is the whole policy and a missing required key is an error at its mapping.
+    fn part(&mut self, root: &Node, whole: bool) -> Option<Part> {
         if root.value == Value::Null {
             self.diags.push(Diagnostic::error(
                 1,
@@ -184,34 +263,50 @@ impl Cx<'_> {
             ));
             return None;
         }
-        let fields = self.fields(root, "", TOP_KEYS)?;
+        let fields = self.fields(root, "", top_keys())?;
         let version = self.required(&fields, "version", "").and_then(|n| self.version(n));
-        let name = self.required(&fields, "name", "").and_then(|n| self.text(n, "name", "a policy name"));
-        let mode = self
-            .required(&fields, "mode", "")
-            .and_then(|n| self.keyword(n, "mode", "mode", &Mode::ALL, Mode::label));
-        let default = self.required(&fields, "default", "").and_then(|n| self.action(n, "default"));
-        let on_undecodable = match fields.get("on_undecodable") {
-            Some(n) => self.action(n, "on_undecodable"),
-            None => default,
+        let get = |key: &str| {
+            let node = fields.get(key);
+            (node, whole && HEADER_REQUIRED.contains(&key))
         };
-        let on_toctou = match fields.get("on_toctou") {
-            Some(n) => self.keyword(n, "on_toctou", "on_toctou value", &OnToctou::ALL, OnToctou::label),
-            None => Some(OnToctou::Log),
-        };
+        let mut header = Header::default();
+        let mut ok = true;
+        for key in HEADER_KEYS {
+            let (node, required) = get(key);
+            let Some(node) = node else {
+                if required {
+                    self.error(fields.map, "", format!("missing required key '{key}'"));
+                    ok = false;
+                }
+                continue;
+            };
+            fn at<T>(node: &Node, value: T) -> Option<Located<T>> {
+                Some(Located { value, line: node.line, column: node.column })
+            }
+            let parsed = match *key {
+                "name" => {
+                    self.text(node, "name", "a policy name").map(|t| header.name = at(node, t.to_string()))
+                }
+                "mode" => self
+                    .keyword(node, "mode", "mode", &Mode::ALL, Mode::label)
+                    .map(|m| header.mode = at(node, m)),
+                "default" => self.action(node, "default").map(|a| header.default = at(node, a)),
+                "on_undecodable" => {
+                    self.action(node, "on_undecodable").map(|a| header.on_undecodable = at(node, a))
+                }
+                "on_toctou" => self
+                    .keyword(node, "on_toctou", "on_toctou value", &OnToctou::ALL, OnToctou::label)
+                    .map(|t| header.on_toctou = at(node, t)),
+                _ => unreachable!("HEADER_KEYS"),
+            };
+            ok &= parsed.is_some();
+        }
         let rules = match fields.get("rules") {
             None => Some(Vec::new()),
             Some(n) => self.rules(n),
         };
-        Some(Policy {
-            name: name?.to_string(),
-            version: version?,
-            mode: mode?,
-            default: default?,
-            on_undecodable: on_undecodable?,
-            on_toctou: on_toctou?,
-            rules: rules?,
-        })
+        (ok && version.is_some()).then_some(())?;
+        Some(Part { header, rules: rules? })
     }
 
     fn version(&mut self, node: &Node) -> Option<u32> {
@@ -279,7 +374,7 @@ impl Cx<'_> {
     /// duplicate names are still reported).
     #[allow(clippy::type_complexity)]
     fn rule<'n>(&mut self, node: &'n Node, path: &str) -> (Option<(&'n Node, &'n str)>, Option<Rule>) {
-        let Some(fields) = self.fields(node, path, RULE_KEYS) else { return (None, None) };
+        let Some(fields) = self.fields(node, path, rule_keys()) else { return (None, None) };
         let name_node = self.required(&fields, "name", path);
         let name = name_node.and_then(|n| self.text(n, &join(path, "name"), "a rule name").map(|t| (n, t)));
         let action =
@@ -290,9 +385,14 @@ impl Cx<'_> {
             Some(n) => self.matcher(n, &join(path, "match"), None),
         };
         let rule = match (name, action, matcher) {
-            (Some((_, name)), Some(action), Some(matcher)) => {
-                Some(Rule { name: name.to_string(), action, matcher, line: node.line, column: node.column })
-            }
+            (Some((_, name)), Some(action), Some(matcher)) => Some(Rule {
+                name: name.to_string(),
+                action,
+                matcher,
+                line: node.line,
+                column: node.column,
+                file: None,
+            }),
             _ => None,
         };
         (name, rule)
@@ -301,7 +401,7 @@ impl Cx<'_> {
     /// A `match` (or, with `outer`, the `not` inside the match whose classes and drivers
     /// are `outer`: opcode names in a `not` resolve within its rule's classes).
     fn matcher(&mut self, node: &Node, path: &str, outer: Option<(&[u8], &[u8])>) -> Option<Match> {
-        let allowed = if outer.is_some() { &MATCH_KEYS[..MATCH_KEYS.len() - 1] } else { MATCH_KEYS };
+        let allowed = if outer.is_some() { doc::keys::<doc::NotDoc>() } else { match_keys() };
         let fields = self.fields(node, path, allowed)?;
         let before = self.diags.len();
         let mut m = Match::default();
@@ -368,7 +468,7 @@ impl Cx<'_> {
         if !matches!(node.value, Value::Map(_)) {
             return (names(self, fields, "effects", path), 0);
         }
-        let Some(inner) = self.fields(node, &field, EFFECTS_KEYS) else { return (0, 0) };
+        let Some(inner) = self.fields(node, &field, effects_keys()) else { return (0, 0) };
         if matches!(&node.value, Value::Map(entries) if entries.is_empty()) {
             self.error(node, &field, "expected 'any' and/or 'all' with lists of effect names");
         }

@@ -120,6 +120,8 @@ pub struct Rule {
     /// Where the rule starts in the file (1-based), for `explain` and messages.
     pub line: usize,
     pub column: usize,
+    /// The file it is in, when the policy is a directory of files.
+    pub file: Option<String>,
 }
 
 /// What a rule matches: a command matches when every non-empty field contains the
