@@ -4,6 +4,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod package;
 mod paths;
 mod privilege;
 mod run;
@@ -46,6 +47,8 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Setup, release build, then the Debian package (target/debian/fwctl-guard_VERSION_ARCH.deb).
+    Package,
     /// Boot Debian kernels in QEMU with emulated NVMe and CXL devices; run the in-guest tests.
     VmTest(vm::Args),
 }
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Task::Run { args } => run::run(&args),
         Task::Test => suite::test(),
         Task::Bench { args } => bench::bench(&args),
+        Task::Package => package::package(),
         Task::VmTest(args) => vm::vm_test(&args),
     };
     match result {

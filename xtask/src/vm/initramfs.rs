@@ -24,7 +24,7 @@ use super::kernels::Kernel;
 use crate::{cmd, paths, privilege};
 
 /// Client programs copied in with their libraries.
-const CLIENTS: &[&str] = &["nvme", "cxl", "curl"];
+const CLIENTS: &[&str] = &["nvme", "cxl", "curl", "setpriv"];
 
 /// Where the modules go inside the guest.
 const GUEST_MODULES: &str = "lib/modules/fwctl-guard";
