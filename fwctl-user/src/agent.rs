@@ -71,7 +71,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     entries.extend(declared);
 
     let audit_path = options.audit_log.unwrap_or(&config.audit.path);
-    let log = AuditLog::open(audit_path)?;
+    let log = AuditLog::open(audit_path)?.with_syslog(&config.audit.syslog)?;
     let listener = http::bind(config.metrics.listen).await?;
 
     let hook_mode = options.hook.unwrap_or(config.hook);
@@ -94,7 +94,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let rule_ids = RuleIds::default();
     let (registry, agent_metrics) = metrics::registry(
         KernelCounters::new(maps.counters, maps.mailbox, maps.stats, programs, rule_ids.clone()),
-        config.metrics.device_effects,
+        &config.metrics,
     )?;
     registry.register(Box::new(metrics::ToctouCounters::new(maps.toctou)?))?;
     registry.register(Box::new(rpc_checks::RpcCheckCollector::new(maps.rpc_checks)?))?;
@@ -114,8 +114,10 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let mut runtime = policy_path.map(|path| {
         Runtime::new(path, rule_ids.clone(), maps.policy, agent_metrics.clone(), hook == Hook::Lsm)
     });
+    let readiness = http::Readiness::new(runtime.is_some());
     if let Some(runtime) = runtime.as_mut() {
         runtime.reload("start-up")?;
+        readiness.set_policy_loaded();
         if runtime.mode == Some(fwctl_common::policy::mode::ENFORCE) && hook != Hook::Lsm {
             let why = format!(
                 "policy {} is in enforce mode but the LSM hook is not attached, so nothing can be denied. {}",
@@ -134,6 +136,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     for program in &attached {
         agent_metrics.program_attached.with_label_values(&[program]).set(1);
     }
+    readiness.set_programs_attached(true);
 
     for entry in &entries {
         log::info!(
@@ -188,9 +191,16 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
 
     let (stop, stopped) = watch::channel(false);
     let registry = Arc::new(registry);
-    let server = tokio::spawn(http::serve(listener, registry, stopped.clone()));
-    let reader =
-        tokio::spawn(events::run(maps.events, maps.inflight, log, agent_metrics.clone(), stopped.clone()));
+    let server = tokio::spawn(http::serve(listener, registry, readiness.clone(), stopped.clone()));
+    let reader = tokio::spawn(events::run(
+        maps.events,
+        maps.inflight,
+        log,
+        agent_metrics.clone(),
+        signals.usr1,
+        readiness.clone(),
+        stopped.clone(),
+    ));
     let rescanner = tokio::spawn(device_effects.watch(PathBuf::from(SYS_ROOT), stopped.clone()));
     tokio::spawn(taint::watch(stopped.clone()));
     let reloader = tokio::spawn(watch_policy(runtime, signals.hup, stopped));
@@ -219,6 +229,8 @@ struct Signals {
     hup: Signal,
     term: Signal,
     int: Signal,
+    /// Reopen the audit log (logrotate's postrotate).
+    usr1: Signal,
 }
 
 impl Signals {
@@ -227,6 +239,7 @@ impl Signals {
             hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            usr1: signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?,
         })
     }
 }

@@ -20,7 +20,9 @@ use fwctl_common::{
 };
 use serde::Serialize;
 
-use crate::labels;
+use crate::{config::SyslogConfig, labels};
+
+pub mod syslog;
 
 /// One audit log line.
 #[derive(Debug, Serialize, PartialEq)]
@@ -132,33 +134,68 @@ pub fn monotonic_epoch() -> SystemTime {
     SystemTime::now() - since_boot
 }
 
-/// Where audit lines go.
+/// Where audit lines go: a file or stdout, and optionally syslog too.
 pub struct AuditLog {
     out: BufWriter<Box<dyn Write + Send>>,
     pub path: Option<PathBuf>,
+    syslog: Option<syslog::SyslogSink>,
+}
+
+fn open_file(path: &Path) -> io::Result<BufWriter<Box<dyn Write + Send>>> {
+    let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+    Ok(BufWriter::with_capacity(64 * 1024, Box::new(file)))
 }
 
 impl AuditLog {
-    /// `-` means standard output; otherwise append to the file (created 0640, parent 0750).
+    /// `-` means standard output; otherwise append to the file (created 0640).
     pub fn open(path: &Path) -> Result<Self> {
         if path == Path::new("-") {
-            return Ok(Self { out: BufWriter::new(Box::new(io::stdout())), path: None });
+            return Ok(Self { out: BufWriter::new(Box::new(io::stdout())), path: None, syslog: None });
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(path)
-            .with_context(|| format!("opening audit log {}", path.display()))?;
-        Ok(Self { out: BufWriter::with_capacity(64 * 1024, Box::new(file)), path: Some(path.to_path_buf()) })
+        let out = open_file(path).with_context(|| format!("opening audit log {}", path.display()))?;
+        Ok(Self { out, path: Some(path.to_path_buf()), syslog: None })
+    }
+
+    /// Also send every record to syslog when `config.enabled`.
+    pub fn with_syslog(mut self, config: &SyslogConfig) -> Result<Self> {
+        if config.enabled {
+            self.syslog = Some(
+                syslog::SyslogSink::new(&config.socket, &config.facility, &config.ident)
+                    .context("audit.syslog")?,
+            );
+        }
+        Ok(self)
+    }
+
+    /// Close the file and open its path again (after logrotate renamed it): what is
+    /// buffered goes to the old file first. If the path cannot be opened, the old file
+    /// stays in use. Standard output is left alone.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let flushed = self.out.flush();
+        let reopened = open_file(path).map(|out| self.out = out);
+        flushed.and(reopened)
     }
 
     pub fn write(&mut self, record: &AuditRecord) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, record)?;
+        self.write_line(&serde_json::to_string(record)?)
+    }
+
+    /// Append one JSON line (without its newline).
+    pub fn write_line(&mut self, line: &str) -> io::Result<()> {
+        self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")
+    }
+
+    /// Send the line to syslog, if configured; `Err` when it was not delivered.
+    pub fn send_syslog(&mut self, severity: u8, line: &str) -> io::Result<()> {
+        match self.syslog.as_mut() {
+            Some(sink) => sink.send(severity, line),
+            None => Ok(()),
+        }
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -298,5 +335,27 @@ mod tests {
             assert_eq!(value["opcode_name"], "identify");
         }
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reopen_starts_a_new_file_and_keeps_the_old_one_on_failure() {
+        let dir = std::env::temp_dir().join(format!("fwctl-guard-audit-reopen-{}", std::process::id()));
+        let path = dir.join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.write_line("1").unwrap();
+        fs::rename(&path, dir.join("audit.jsonl.1")).unwrap();
+        log.write_line("2").unwrap();
+        log.reopen().unwrap();
+        log.write_line("3").unwrap();
+        log.flush().unwrap();
+        assert_eq!(fs::read_to_string(dir.join("audit.jsonl.1")).unwrap(), "1\n2\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "3\n");
+        // The directory is gone: reopen fails and records keep going to the open file.
+        fs::rename(&dir, dir.with_extension("moved")).unwrap();
+        assert!(log.reopen().is_err());
+        log.write_line("4").unwrap();
+        log.flush().unwrap();
+        assert_eq!(fs::read_to_string(dir.with_extension("moved").join("audit.jsonl")).unwrap(), "3\n4\n");
+        fs::remove_dir_all(dir.with_extension("moved")).unwrap();
     }
 }

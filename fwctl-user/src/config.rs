@@ -49,12 +49,37 @@ pub struct MetricsConfig {
     /// declared opcode (and CXL feature), hundreds per NVMe drive. Off by default.
     #[serde(default)]
     pub device_effects: bool,
+    /// `fwctl_guard_process_commands_total{comm,uid,class,verdict}`: off by default,
+    /// and capped (its label values come from whoever runs commands).
+    #[serde(default)]
+    pub per_process: PerProcessConfig,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), device_effects: false }
+        Self { listen: default_listen(), device_effects: false, per_process: PerProcessConfig::default() }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PerProcessConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Distinct label sets exported at most; past it, new sets are counted in
+    /// `fwctl_guard_label_overflow_total` instead.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+}
+
+impl Default for PerProcessConfig {
+    fn default() -> Self {
+        Self { enabled: false, max_series: default_max_series() }
+    }
+}
+
+fn default_max_series() -> usize {
+    1000
 }
 
 fn default_listen() -> SocketAddr {
@@ -67,12 +92,54 @@ pub struct AuditConfig {
     /// JSON-lines audit log; `-` writes to standard output.
     #[serde(default = "default_audit_path")]
     pub path: PathBuf,
+    /// Also send every record to the local syslog daemon (journald reads it too).
+    #[serde(default)]
+    pub syslog: SyslogConfig,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { path: default_audit_path() }
+        Self { path: default_audit_path(), syslog: SyslogConfig::default() }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Facility name: authpriv, auth, daemon, user, local0..local7, ...
+    #[serde(default = "default_facility")]
+    pub facility: String,
+    /// The tag in front of every message.
+    #[serde(default = "default_ident")]
+    pub ident: String,
+    /// The syslog daemon's datagram socket.
+    #[serde(default = "default_syslog_socket")]
+    pub socket: PathBuf,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            facility: default_facility(),
+            ident: default_ident(),
+            socket: default_syslog_socket(),
+        }
+    }
+}
+
+fn default_facility() -> String {
+    "authpriv".to_string()
+}
+
+fn default_ident() -> String {
+    "fwctl-guard".to_string()
+}
+
+fn default_syslog_socket() -> PathBuf {
+    PathBuf::from("/dev/log")
 }
 
 fn default_audit_path() -> PathBuf {
@@ -136,6 +203,9 @@ impl Config {
         if !ring.is_power_of_two() || ring < 4096 {
             bail!("events.ring_buffer_bytes: {ring} is not a power of two of at least 4096");
         }
+        let syslog = &self.audit.syslog;
+        crate::audit::syslog::facility(&syslog.facility).context("audit.syslog.facility")?;
+        crate::audit::syslog::check_ident(&syslog.ident).context("audit.syslog.ident")?;
         for (i, device) in self.devices.iter().enumerate() {
             device.kind().with_context(|| format!("devices[{i}]"))?;
             device.driver().with_context(|| format!("devices[{i}]"))?;
@@ -216,9 +286,37 @@ mod tests {
         assert!(config.devices.is_empty());
         assert!(!config.metrics.device_effects, "per-opcode effects series are opt-in");
         assert!(Config::parse("metrics:\n  device_effects: true\n").unwrap().metrics.device_effects);
+        assert!(!config.metrics.per_process.enabled, "per-process labels are opt-in");
+        assert_eq!(config.metrics.per_process.max_series, 1000);
+        assert!(!config.audit.syslog.enabled);
+        assert_eq!(
+            (config.audit.syslog.facility.as_str(), config.audit.syslog.ident.as_str()),
+            ("authpriv", "fwctl-guard")
+        );
+        assert_eq!(config.audit.syslog.socket, PathBuf::from("/dev/log"));
         assert_eq!(config.hook, HookMode::Auto);
         assert_eq!(Config::parse("hook: tracepoint").unwrap().hook, HookMode::Tracepoint);
         assert!(Config::parse("hook: kprobe").is_err());
+    }
+
+    #[test]
+    fn the_shipped_configuration_parses_with_the_opt_ins_off() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/fwctl-guard.yaml");
+        let config = Config::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(config.metrics.per_process, PerProcessConfig::default());
+        assert_eq!(config.audit.syslog, SyslogConfig::default());
+    }
+
+    #[test]
+    fn per_process_labels_and_syslog_parse() {
+        let config = Config::parse(
+            "metrics:\n  per_process: {enabled: true, max_series: 5}\naudit:\n  syslog: {enabled: true, facility: local3, ident: guard, socket: /run/x.sock}\n",
+        )
+        .unwrap();
+        assert_eq!(config.metrics.per_process, PerProcessConfig { enabled: true, max_series: 5 });
+        assert!(config.audit.syslog.enabled);
+        assert_eq!(config.audit.syslog.facility, "local3");
+        assert_eq!(config.audit.syslog.socket, PathBuf::from("/run/x.sock"));
     }
 
     #[test]
@@ -276,5 +374,13 @@ mod tests {
 
         let err = format!("{:#}", Config::parse("events:\n  ring_buffer_bytes: 1000\n").unwrap_err());
         assert!(err.contains("power of two"), "{err}");
+
+        let err = format!("{:#}", Config::parse("audit:\n  syslog: {facility: local9}\n").unwrap_err());
+        assert!(err.contains("audit.syslog.facility") && err.contains("local9"), "{err}");
+        let err = format!("{:#}", Config::parse("audit:\n  syslog: {ident: 'a b'}\n").unwrap_err());
+        assert!(err.contains("audit.syslog.ident"), "{err}");
+        let err =
+            format!("{:#}", Config::parse("metrics:\n  per_process: {enabled: true, cap: 3}\n").unwrap_err());
+        assert!(err.contains("cap"), "{err}");
     }
 }

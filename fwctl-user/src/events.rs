@@ -1,40 +1,63 @@
 //! The audit pipeline: drain the kernel's ring buffer, turn each event into an audit
-//! record and write it. Runs as one tokio task; a final drain on shutdown.
+//! record and write it (and send it to syslog, and count it per process, when
+//! configured). Runs as one tokio task; a final drain on shutdown. SIGUSR1 reopens the
+//! audit file (log rotation).
 
 use std::time::SystemTime;
 
 use aya::maps::{HashMap, MapData, RingBuf};
 use fwctl_common::model::{event_flag, Event};
-use tokio::{io::unix::AsyncFd, sync::watch};
+use tokio::{io::unix::AsyncFd, signal::unix::Signal, sync::watch};
 
 use crate::{
-    audit::{monotonic_epoch, AuditLog, AuditRecord},
+    audit::{
+        monotonic_epoch,
+        syslog::{LOG_INFO, LOG_WARNING},
+        AuditLog, AuditRecord,
+    },
+    http::Readiness,
     metrics::AgentMetrics,
 };
 
 /// Read events until `shutdown` flips (after the programs were detached), then drain
 /// what is left: the ring buffer, and the commands still parked in the kernel (their
 /// return was never seen), logged without a return value.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     ring: RingBuf<MapData>,
     inflight: HashMap<MapData, u64, Event>,
     mut log: AuditLog,
     metrics: AgentMetrics,
+    mut reopen: Signal,
+    readiness: Readiness,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its fd, which stays open while the AsyncFd owns it.
     let mut ring =
         unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    readiness.set_events_reader(true);
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
-                let mut guard = guard?;
+                let mut guard = match guard {
+                    Ok(guard) => guard,
+                    Err(e) => {
+                        readiness.set_events_reader(false);
+                        return Err(e.into());
+                    }
+                };
                 drain(guard.get_inner_mut(), &mut log, &metrics);
                 guard.clear_ready();
+            }
+            _ = reopen.recv() => {
+                // What is queued now belongs in the old file.
+                drain(ring.get_mut(), &mut log, &metrics);
+                reopen_log(&mut log, &metrics);
             }
             _ = shutdown.changed() => break,
         }
     }
+    readiness.set_events_reader(false);
     drain(ring.get_mut(), &mut log, &metrics);
     let epoch = monotonic_epoch();
     for event in inflight.iter().filter_map(Result::ok).map(|(_, mut event)| {
@@ -63,9 +86,36 @@ pub fn drain(ring: &mut RingBuf<MapData>, log: &mut AuditLog, metrics: &AgentMet
     }
 }
 
+fn reopen_log(log: &mut AuditLog, metrics: &AgentMetrics) {
+    let Some(path) = log.path.clone() else {
+        log::info!("SIGUSR1: the audit log is standard output, nothing to reopen");
+        return;
+    };
+    match log.reopen() {
+        Ok(()) => {
+            metrics.audit_reopens.with_label_values(&["ok"]).inc();
+            log::info!("SIGUSR1: reopened the audit log {}", path.display());
+        }
+        Err(e) => {
+            metrics.audit_reopens.with_label_values(&["error"]).inc();
+            log::error!(
+                "SIGUSR1: cannot reopen the audit log {}: {e}; still writing to the old file",
+                path.display()
+            );
+            eprintln!(
+                "fwctl-guard: cannot reopen the audit log {}: {e}; still writing to the old file",
+                path.display()
+            );
+        }
+    }
+}
+
 /// Append one event to the audit log, counting it as written or failed.
 fn write(event: &Event, epoch: SystemTime, log: &mut AuditLog, metrics: &AgentMetrics) {
     let record = AuditRecord::from_event(event, epoch);
+    if let Some(process) = &metrics.process {
+        process.observe(&record.comm, record.uid, record.class, record.verdict);
+    }
     if record.toctou {
         let line = format!(
             "TOCTOU: pid {} ({}) sent {} opcode {} but the driver received {}{}",
@@ -79,12 +129,26 @@ fn write(event: &Event, epoch: SystemTime, log: &mut AuditLog, metrics: &AgentMe
         log::warn!("{line}");
         eprintln!("fwctl-guard: {line}");
     }
-    match log.write(&record) {
+    let line = match serde_json::to_string(&record) {
+        Ok(line) => line,
+        Err(e) => {
+            metrics.audit_errors.with_label_values(&["encode"]).inc();
+            log::warn!("audit record not encoded: {e}");
+            return;
+        }
+    };
+    match log.write_line(&line) {
         Ok(()) => metrics.audit_events_written.inc(),
         Err(e) => {
             metrics.audit_errors.with_label_values(&["write"]).inc();
             log::warn!("audit log write failed: {e}");
         }
+    }
+    let severity =
+        if record.toctou || matches!(record.verdict, "deny" | "would_deny") { LOG_WARNING } else { LOG_INFO };
+    // The sink logs its first failure itself.
+    if log.send_syslog(severity, &line).is_err() {
+        metrics.audit_errors.with_label_values(&["syslog"]).inc();
     }
 }
 

@@ -18,7 +18,10 @@ use prometheus::{
     Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::{enforce::rule_ids::RuleIds, labels, prog_stats::ProgramStats};
+use crate::{config::MetricsConfig, enforce::rule_ids::RuleIds, labels, prog_stats::ProgramStats};
+
+mod process;
+pub use process::ProcessCommands;
 
 pub const COMMAND_LABELS: [&str; 9] =
     ["channel", "class", "driver", "opcode", "opcode_name", "scope", "verdict", "rule", "result"];
@@ -35,6 +38,11 @@ pub struct AgentMetrics {
     pub policy_reload_failures: IntCounter,
     pub enforcing: IntGauge,
     pub effects: EffectsMetrics,
+    /// SIGUSR1 reopens of the audit file, by result (`ok`, `error`).
+    pub audit_reopens: IntCounterVec,
+    pub label_overflow: IntCounterVec,
+    /// `metrics.per_process.enabled` only.
+    pub process: Option<ProcessCommands>,
 }
 
 /// What the devices declare: the `EFFECTS` map's size, read failures and (opt-in) every
@@ -80,76 +88,144 @@ impl EffectsMetrics {
                 .transpose()?,
         })
     }
-
-    fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.entries.clone()))?;
-        registry.register(Box::new(self.read_failures.clone()))?;
-        if let Some(per_opcode) = &self.opcode_effects {
-            registry.register(Box::new(per_opcode.clone()))?;
-        }
-        Ok(())
-    }
 }
 
-/// Build the registry: build info, agent metrics, and the kernel-map collector.
-/// `device_effects`: export every declared opcode's effects (high cardinality).
-pub fn registry(
-    kernel: KernelCounters,
-    device_effects: bool,
-) -> prometheus::Result<(Registry, AgentMetrics)> {
-    let registry = Registry::new();
+fn build_info() -> prometheus::Result<IntGaugeVec> {
     let build_info = IntGaugeVec::new(
         Opts::new("fwctl_guard_build_info", "fwctl-guard build; the value is always 1."),
         &["version"],
     )?;
     build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-    registry.register(Box::new(build_info))?;
-    let agent = AgentMetrics {
-        program_attached: IntGaugeVec::new(
-            Opts::new("fwctl_guard_program_attached", "1 when the named eBPF program is attached."),
-            &["program"],
-        )?,
-        audit_events_written: IntCounter::new(
-            "fwctl_guard_audit_events_written_total",
-            "Audit events written to the audit log.",
-        )?,
-        audit_errors: IntCounterVec::new(
-            Opts::new("fwctl_guard_audit_errors_total", "Audit events that could not be decoded or written."),
-            &["reason"],
-        )?,
-        policy_info: IntGaugeVec::new(
-            Opts::new("fwctl_guard_policy_info", "The active policy; the value is always 1."),
-            &["name", "sha256", "version"],
-        )?,
-        policy_generation: IntGauge::new(
-            "fwctl_guard_policy_generation",
-            "Generation of the active policy (1 = the first loaded; +1 per successful reload).",
-        )?,
-        policy_last_reload: Gauge::new(
-            "fwctl_guard_policy_last_reload_timestamp_seconds",
-            "Unix time of the last successful policy load.",
-        )?,
-        policy_reload_failures: IntCounter::new(
-            "fwctl_guard_policy_reload_failures_total",
-            "Policy loads rejected (the running policy stayed).",
-        )?,
-        enforcing: IntGauge::new(
-            "fwctl_guard_enforcing",
-            "1 when deny verdicts are enforced (enforce-mode policy on the LSM hook), else 0.",
-        )?,
-        effects: EffectsMetrics::new(device_effects)?,
-    };
-    registry.register(Box::new(agent.program_attached.clone()))?;
-    registry.register(Box::new(agent.audit_events_written.clone()))?;
-    registry.register(Box::new(agent.audit_errors.clone()))?;
-    registry.register(Box::new(agent.policy_info.clone()))?;
-    registry.register(Box::new(agent.policy_generation.clone()))?;
-    registry.register(Box::new(agent.policy_last_reload.clone()))?;
-    registry.register(Box::new(agent.policy_reload_failures.clone()))?;
-    registry.register(Box::new(agent.enforcing.clone()))?;
-    agent.effects.register(&registry)?;
+    Ok(build_info)
+}
+
+impl AgentMetrics {
+    pub fn new(options: &MetricsConfig) -> prometheus::Result<Self> {
+        let label_overflow = process::overflow_vec()?;
+        let process = if options.per_process.enabled {
+            Some(ProcessCommands::new(
+                process::counter_vec()?,
+                &label_overflow,
+                options.per_process.max_series,
+            ))
+        } else {
+            None
+        };
+        let audit_reopens = IntCounterVec::new(
+            Opts::new(
+                "fwctl_guard_audit_reopens_total",
+                "Reopens of the audit log file on SIGUSR1 (log rotation), by result; after an error the \
+                 agent keeps writing to the file it had open.",
+            ),
+            &["result"],
+        )?;
+        for result in ["ok", "error"] {
+            audit_reopens.with_label_values(&[result]);
+        }
+        Ok(Self {
+            program_attached: IntGaugeVec::new(
+                Opts::new("fwctl_guard_program_attached", "1 when the named eBPF program is attached."),
+                &["program"],
+            )?,
+            audit_events_written: IntCounter::new(
+                "fwctl_guard_audit_events_written_total",
+                "Audit events written to the audit log.",
+            )?,
+            audit_errors: IntCounterVec::new(
+                Opts::new(
+                    "fwctl_guard_audit_errors_total",
+                    "Audit events that could not be decoded, written or sent to syslog, by reason.",
+                ),
+                &["reason"],
+            )?,
+            policy_info: IntGaugeVec::new(
+                Opts::new("fwctl_guard_policy_info", "The active policy; the value is always 1."),
+                &["name", "sha256", "version"],
+            )?,
+            policy_generation: IntGauge::new(
+                "fwctl_guard_policy_generation",
+                "Generation of the active policy (1 = the first loaded; +1 per successful reload).",
+            )?,
+            policy_last_reload: Gauge::new(
+                "fwctl_guard_policy_last_reload_timestamp_seconds",
+                "Unix time of the last successful policy load.",
+            )?,
+            policy_reload_failures: IntCounter::new(
+                "fwctl_guard_policy_reload_failures_total",
+                "Policy loads rejected (the running policy stayed).",
+            )?,
+            enforcing: IntGauge::new(
+                "fwctl_guard_enforcing",
+                "1 when deny verdicts are enforced (enforce-mode policy on the LSM hook), else 0.",
+            )?,
+            effects: EffectsMetrics::new(options.device_effects)?,
+            audit_reopens,
+            label_overflow,
+            process,
+        })
+    }
+
+    /// Every collector to register (the opt-in families only when enabled).
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        let mut collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(self.program_attached.clone()),
+            Box::new(self.audit_events_written.clone()),
+            Box::new(self.audit_errors.clone()),
+            Box::new(self.policy_info.clone()),
+            Box::new(self.policy_generation.clone()),
+            Box::new(self.policy_last_reload.clone()),
+            Box::new(self.policy_reload_failures.clone()),
+            Box::new(self.enforcing.clone()),
+            Box::new(self.effects.entries.clone()),
+            Box::new(self.effects.read_failures.clone()),
+            Box::new(self.audit_reopens.clone()),
+            Box::new(self.label_overflow.clone()),
+        ];
+        if let Some(per_opcode) = &self.effects.opcode_effects {
+            collectors.push(Box::new(per_opcode.clone()));
+        }
+        if let Some(process) = &self.process {
+            collectors.push(Box::new(process.counter()));
+        }
+        collectors
+    }
+}
+
+/// Build the registry: build info, agent metrics, and the kernel-map collector.
+pub fn registry(
+    kernel: KernelCounters,
+    options: &MetricsConfig,
+) -> prometheus::Result<(Registry, AgentMetrics)> {
+    let registry = Registry::new();
+    registry.register(Box::new(build_info()?))?;
+    let agent = AgentMetrics::new(options)?;
+    for collector in agent.collectors() {
+        registry.register(collector)?;
+    }
     registry.register(Box::new(kernel))?;
     Ok((registry, agent))
+}
+
+/// The name of every family the agent can export, opt-in ones included, whether or not
+/// it has samples now. Built from the same definitions the collectors use (none needs a
+/// kernel map for that); the collectors `agent::run` registers besides `registry`
+/// (TOCTOU, fwctl RPC checks, taint, device info) are listed here too.
+pub fn family_names() -> prometheus::Result<std::collections::BTreeSet<String>> {
+    let all = MetricsConfig {
+        device_effects: true,
+        per_process: crate::config::PerProcessConfig { enabled: true, max_series: 1 },
+        ..MetricsConfig::default()
+    };
+    let mut collectors = AgentMetrics::new(&all)?.collectors();
+    collectors.push(Box::new(build_info()?));
+    collectors.push(Box::new(toctou_vec()?));
+    collectors.push(Box::new(crate::rpc_checks::counter_vec()?));
+    collectors.push(Box::new(crate::taint::TaintCollector::new()?));
+    collectors.push(Box::new(crate::device_info::DeviceInfoCollector::new(std::path::PathBuf::new())?));
+    let mut names: std::collections::BTreeSet<String> =
+        collectors.iter().flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone())).collect();
+    names.extend(kernel_descs().into_iter().map(|d| d.fq_name));
+    Ok(names)
 }
 
 /// `fwctl_guard_toctou_detected_total{class}`, read from the kernel's `TOCTOU` array.
@@ -158,17 +234,20 @@ pub struct ToctouCounters {
     counter: IntCounterVec,
 }
 
+fn toctou_vec() -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_toctou_detected_total",
+            "Passthrough commands whose payload changed between the policy decision and the driver \
+             (what reached the device is not what was decided).",
+        ),
+        &["class"],
+    )
+}
+
 impl ToctouCounters {
     pub fn new(map: PerCpuArray<MapData, u64>) -> prometheus::Result<Self> {
-        let counter = IntCounterVec::new(
-            Opts::new(
-                "fwctl_guard_toctou_detected_total",
-                "Passthrough commands whose payload changed between the policy decision and the driver \
-                 (what reached the device is not what was decided).",
-            ),
-            &["class"],
-        )?;
-        Ok(Self { map: Mutex::new(map), counter })
+        Ok(Self { map: Mutex::new(map), counter: toctou_vec()? })
     }
 }
 
@@ -289,6 +368,23 @@ fn kernel_errors_vec() -> IntCounterVec {
     .expect("static metric definition")
 }
 
+/// The families `KernelCounters` exports.
+fn kernel_descs() -> Vec<Desc> {
+    [
+        commands_vec().desc(),
+        mailbox_vec().desc(),
+        skipped_vec().desc(),
+        refusals_vec().desc(),
+        decode_errors_vec().desc(),
+        events_lost().desc(),
+        kernel_errors_vec().desc(),
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect()
+}
+
 impl KernelCounters {
     pub fn new(
         counters: PerCpuHashMap<MapData, CounterKey, u64>,
@@ -297,19 +393,7 @@ impl KernelCounters {
         programs: Vec<ProgramStats>,
         rules: RuleIds,
     ) -> Self {
-        let descs = [
-            commands_vec().desc(),
-            mailbox_vec().desc(),
-            skipped_vec().desc(),
-            refusals_vec().desc(),
-            decode_errors_vec().desc(),
-            events_lost().desc(),
-            kernel_errors_vec().desc(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
+        let descs = kernel_descs();
         Self {
             counters: Mutex::new(counters),
             mailbox: Mutex::new(mailbox),
@@ -495,6 +579,100 @@ mod tests {
         );
         let failed = MailboxKey { status: 0x4002, origin: origin::KERNEL, ..key };
         assert_eq!(mailbox_labels(&failed)[3..], ["kernel".to_string(), "0x4002".to_string()]);
+    }
+
+    /// `fwctl_guard_*` names in a PromQL expression (histogram series suffixes stripped).
+    fn promql_metric_names(expr: &str, families: &std::collections::BTreeSet<String>) -> Vec<String> {
+        expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|token| token.starts_with("fwctl_guard_"))
+            .map(|token| {
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| token.strip_suffix(suffix).filter(|base| families.contains(*base)))
+                    .unwrap_or(token)
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Every string under an `expr` or `query` key (panel targets, template variables, rules).
+    fn queries(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("expr" | "query" | "definition", serde_json::Value::String(q)) => {
+                            out.push(q.clone())
+                        }
+                        _ => queries(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| queries(v, out)),
+            _ => {}
+        }
+    }
+
+    fn deploy_file(path: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn dashboard_and_alerts_use_only_exported_families() {
+        let families = family_names().unwrap();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&deploy_file("deploy/grafana/fwctl-guard.json")).unwrap();
+        let alerts: serde_json::Value =
+            serde_saphyr::from_str(&deploy_file("deploy/prometheus/alerts.yaml")).unwrap();
+        for (file, doc, least) in [("dashboard", &dashboard, 25), ("alerts", &alerts, 9)] {
+            let mut exprs = Vec::new();
+            queries(doc, &mut exprs);
+            let exprs: Vec<_> = exprs.into_iter().filter(|q| q != "prometheus").collect();
+            assert!(exprs.len() >= least, "{file}: only {} queries found: {exprs:?}", exprs.len());
+            for expr in exprs {
+                let names = promql_metric_names(&expr, &families);
+                assert!(!names.is_empty(), "{file}: `{expr}` uses no fwctl-guard metric");
+                for name in names {
+                    assert!(
+                        families.contains(&name),
+                        "{file}: `{expr}` uses {name}, which the agent does not export"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_family_and_no_other() {
+        let readme = deploy_file("README.md");
+        let documented: std::collections::BTreeSet<String> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `fwctl_guard_"))
+            .filter_map(|rest| rest.split('`').next())
+            .map(|name| format!("fwctl_guard_{name}"))
+            .collect();
+        assert_eq!(documented, family_names().unwrap());
+    }
+
+    #[test]
+    fn family_names_include_families_without_samples() {
+        let names = family_names().unwrap();
+        for name in [
+            "fwctl_guard_commands_total",
+            "fwctl_guard_decode_errors_total",
+            "fwctl_guard_toctou_detected_total",
+            "fwctl_guard_fwctl_rpc_checks_total",
+            "fwctl_guard_kernel_tainted",
+            "fwctl_guard_device_info",
+            "fwctl_guard_device_opcode_effects",
+            "fwctl_guard_process_commands_total",
+            "fwctl_guard_label_overflow_total",
+            "fwctl_guard_audit_reopens_total",
+        ] {
+            assert!(names.contains(name), "{name} missing from {names:?}");
+        }
+        assert!(promql_metric_names("rate(fwctl_guard_x_bucket[5m])", &names) == ["fwctl_guard_x_bucket"]);
     }
 
     #[test]

@@ -59,18 +59,22 @@ pub struct RpcCheckCollector {
     counter: IntCounterVec,
 }
 
+/// The family's definition (also listed by `metrics::family_names`, without a map).
+pub fn counter_vec() -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_fwctl_rpc_checks_total",
+            "fwctl RPCs whose kernel copy (at the driver's fw_rpc) was compared with the decision \
+             made at the ioctl hook, by outcome (anything but match means the payload changed in \
+             between, or no decision was seen).",
+        ),
+        &["driver", "outcome"],
+    )
+}
+
 impl RpcCheckCollector {
     pub fn new(checks: PerCpuArray<MapData, u64>) -> prometheus::Result<Self> {
-        let counter = IntCounterVec::new(
-            Opts::new(
-                "fwctl_guard_fwctl_rpc_checks_total",
-                "fwctl RPCs whose kernel copy (at the driver's fw_rpc) was compared with the decision \
-                 made at the ioctl hook, by outcome (anything but match means the payload changed in \
-                 between, or no decision was seen).",
-            ),
-            &["driver", "outcome"],
-        )?;
-        Ok(Self { checks: Mutex::new(checks), counter })
+        Ok(Self { checks: Mutex::new(checks), counter: counter_vec()? })
     }
 }
 
