@@ -16,7 +16,8 @@ pub use debian::ensure_debian_packages;
 
 /// Debian packages the build and tests need on the host: curl scrapes the metrics
 /// endpoint, nvme-cli is the real NVMe client the host tests drive.
-const HOST_PACKAGES: &[&str] = &["curl", "nvme-cli", "python3-jsonschema", "python3-yaml"];
+const HOST_PACKAGES: &[&str] =
+    &["curl", "nvme-cli", "prometheus", "logrotate", "python3-jsonschema", "python3-yaml"];
 
 /// What one setup step found or did.
 pub struct Status {
