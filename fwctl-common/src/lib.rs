@@ -25,6 +25,7 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for MailboxKey {}
     unsafe impl aya::Pod for crate::model::Decided {}
+    unsafe impl aya::Pod for crate::model::AgentMeta {}
     unsafe impl aya::Pod for crate::policy::PolicyHeader {}
     unsafe impl aya::Pod for crate::policy::CompiledRule {}
     unsafe impl aya::Pod for crate::policy::IndexKey {}

@@ -477,8 +477,10 @@ pub struct KernelOffsets {
     /// compat (cx) syscall entry, read by the fexit programs.
     pub pt_regs_si: u32,
     pub pt_regs_cx: u32,
-    /// The agent's own tgid: its inventory ioctls (FWCTL_INFO) are not commands to audit.
-    pub agent_tgid: u32,
+    /// `task_struct.group_leader` and `.start_boottime`: with the tgid, they tell the
+    /// agent apart from a later process that reuses its pid after a crash.
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
     /// `nvme:nvme_setup_cmd` fields (tracefs), when the nvme module is loaded.
     pub nvme_setup_ctrl_id: u32,
     pub nvme_setup_qid: u32,
@@ -590,3 +592,30 @@ mod tests {
         assert_eq!(channel::of(ioctl::NVME_URING_IO_VEC), channel::IO_URING);
     }
 }
+
+/// The one entry of the `META` map. The programs read `agent_tgid` (the agent's own
+/// inventory and effects ioctls are not commands to audit); a restarted agent reads the
+/// rest before it adopts the programs pinned by an earlier one.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentMeta {
+    /// Which build of the programs, for which kernel layout and settings (`pins::build_id`).
+    pub build_id: [u8; 32],
+    /// The running agent (0 while none is attached to the maps).
+    pub agent_tgid: u32,
+    /// 1 once every program of the set is attached and its link pinned.
+    pub complete: u32,
+    /// The agent's start time in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub agent_start_ticks: u64,
+}
+
+/// Nanoseconds per clock tick as `/proc/PID/stat` counts them (USER_HZ is 100 on every
+/// architecture's user ABI).
+pub const NS_PER_USER_TICK: u64 = 10_000_000;
+
+/// The `RULE_NAMES` map's value: a rule name, NUL-padded. Counters carry rule ids; the
+/// names outlive the agent in this map so a restarted agent labels old counters right.
+pub type RuleName = [u8; RULE_NAME_BYTES];
+
+/// Longest rule name kept across restarts (longer names are cut at a char boundary).
+pub const RULE_NAME_BYTES: usize = 64;

@@ -2,11 +2,14 @@
 //! was seen: decode it and park it for the current thread) and `finish` (the syscall
 //! returned: add the return value and latency, count it, send the event).
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+};
 use fwctl_common::{
     abi::IoctlSpec,
     model::{
-        class, decode_status, event_flag, stat, verdict, Command, Decided, Event, KernelOffsets, OPCODE_NONE,
+        class, decode_status, event_flag, stat, verdict, Command, Decided, Event, KernelOffsets,
+        NS_PER_USER_TICK, OPCODE_NONE,
     },
 };
 
@@ -15,14 +18,29 @@ use fwctl_common::policy::{evaluate, Subject};
 use crate::{
     account, command,
     device::{watched, Node},
-    maps::{count_stat, DECIDED, INFLIGHT},
+    maps::{count_stat, DECIDED, INFLIGHT, META},
     policy,
 };
 
-/// The ioctls the agent itself issues (inventory) are not commands to audit.
+/// The ioctls the agent itself issues (inventory, effects reads) are not commands to
+/// audit. The tgid alone is not enough: after a crash, another process could get the
+/// agent's pid, so its group leader's start time must match too.
 #[inline(always)]
 pub fn is_agent(off: &KernelOffsets) -> bool {
-    (bpf_get_current_pid_tgid() >> 32) as u32 == off.agent_tgid
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(meta) = META.get(0) else { return false };
+    meta.agent_tgid == tgid && leader_start_ticks(off).is_ok_and(|ticks| ticks == meta.agent_start_ticks)
+}
+
+fn leader_start_ticks(off: &KernelOffsets) -> Result<u64, i64> {
+    // SAFETY: reads of the current task's own group_leader and its start time, offsets
+    // from this kernel's BTF.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let leader: *const u8 = bpf_probe_read_kernel(task.add(off.task_group_leader as usize) as *const _)?;
+        let start: u64 = bpf_probe_read_kernel(leader.add(off.task_start_boottime as usize) as *const _)?;
+        Ok(start / NS_PER_USER_TICK)
+    }
 }
 
 /// Decode, decide and park a passthrough command on the node a hook resolved. Returns

@@ -7,7 +7,10 @@ use aya_ebpf::{
 };
 use fwctl_common::{
     effects::EffectsKey,
-    model::{stat, CounterKey, Decided, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending},
+    model::{
+        stat, AgentMeta, CounterKey, Decided, DeviceInfo, Event, KernelOffsets, MailboxKey, MailboxPending,
+        RuleName,
+    },
     policy::{CompiledRule, IndexKey, PolicyHeader, MAX_RULES},
 };
 
@@ -69,6 +72,15 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
+/// Which build is loaded and which process is the agent (one entry, written by the agent).
+#[map]
+pub static META: Array<AgentMeta> = Array::with_max_entries(1, 0);
+
+/// Rule id -> name. Only the agent uses it: the names must outlive the agent like the
+/// counters keyed by these ids do.
+#[map]
+pub static RULE_NAMES: HashMap<u16, RuleName> = HashMap::with_max_entries(4096, 0);
+
 /// Set by the agent at load time (`EbpfLoader::set_global`).
 #[no_mangle]
 static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
@@ -85,7 +97,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sys_exit_ret: 0,
     pt_regs_si: 0,
     pt_regs_cx: 0,
-    agent_tgid: 0,
+    task_group_leader: 0,
+    task_start_boottime: 0,
     nvme_setup_ctrl_id: 0,
     nvme_setup_qid: 0,
     nvme_setup_opcode: 0,

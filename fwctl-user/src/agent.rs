@@ -23,7 +23,9 @@ use crate::{
     events, http, inventory,
     kernel::{self, HookMode},
     metrics::{self, KernelCounters},
-    offsets, rpc_checks, taint,
+    offsets,
+    pins::{self, PinRoot, PinSet},
+    rpc_checks, taint,
 };
 
 /// Where the kernel lists devices.
@@ -41,6 +43,10 @@ pub struct RunOptions<'a> {
     pub policy: Option<&'a Path>,
     /// Run an enforce-mode policy on a kernel where it cannot be enforced (audit only).
     pub allow_audit_only: bool,
+    /// Overrides `pin_path` from the configuration.
+    pub pin_path: Option<&'a Path>,
+    /// Remove the pinned objects on exit (detach everything) instead of leaving them.
+    pub cleanup: bool,
 }
 
 pub async fn run(options: RunOptions<'_>) -> Result<()> {
@@ -61,6 +67,13 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let nvme_tracepoints =
         offsets::resolve_nvme(&mut offsets).context("resolving nvme tracepoint offsets")?;
 
+    let build = pins::build_id(kernel::EBPF_OBJECT, &offsets, config.events.ring_buffer_bytes);
+    let root = PinRoot::lock(options.pin_path.unwrap_or(&config.pin_path))?;
+    let me = pins::Agent::current()?;
+    // Before the inventory's own ioctls: programs an earlier agent left attached must
+    // recognise this process as the agent.
+    root.claim_all(me);
+
     let mut entries = inventory::major_entries(&inventory::parse_proc_devices(
         &std::fs::read_to_string("/proc/devices").context("reading /proc/devices")?,
     ));
@@ -75,23 +88,32 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let listener = http::bind(config.metrics.listen).await?;
 
     let hook_mode = options.hook.unwrap_or(config.hook);
-    let (mut ebpf, hook, mut attached) = load_and_attach(hook_mode, &offsets, &config, &entries)?;
+    let Loaded { mut ebpf, hook, mut attached, mut pins, adopted } =
+        load_and_attach(hook_mode, &offsets, &config, &entries, &root, &build)?;
     if nvme_tracepoints {
-        attached.extend(kernel::attach_tracepoint_set(&mut ebpf, &kernel::NVME_TRACEPOINTS)?);
+        attached.extend(kernel::attach_tracepoint_set(&mut ebpf, &kernel::NVME_TRACEPOINTS, &mut pins)?);
     } else {
         log::info!("nvme tracepoints absent (nvme module not loaded): no mailbox counters");
     }
     if hook == Hook::Lsm && uring && attached.contains(&"fwctl_lsm_uring_cmd") {
-        attached.extend(kernel::attach_tracepoint_set(&mut ebpf, &kernel::URING_TRACEPOINTS)?);
+        attached.extend(kernel::attach_tracepoint_set(&mut ebpf, &kernel::URING_TRACEPOINTS, &mut pins)?);
     }
-    attached.extend(rpc_checks::attach(&mut ebpf).context("attaching the fwctl kernel-copy checks")?);
+    attached
+        .extend(rpc_checks::attach(&mut ebpf, &mut pins).context("attaching the fwctl kernel-copy checks")?);
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => spawn_ebpf_logger(logger),
         Err(e) => log::debug!("eBPF logger not started: {e}"),
     }
-    let maps = kernel::take_maps(&mut ebpf)?;
-    let programs = kernel::program_stats(&ebpf, &attached)?;
-    let rule_ids = RuleIds::default();
+    let mut maps = kernel::take_maps(&mut ebpf)?;
+    pins::write_meta(&mut maps.meta, me.into_meta(build, true))?;
+    // Make-before-break: only now that this set is attached, detach any other.
+    let replaced = root.others(&pins.dir);
+    for old in &replaced {
+        log::info!("replacing the pinned set {} (another build or hook set)", old.display());
+        pins::remove_pins(old)?;
+    }
+    let programs = kernel::program_stats(&pins, &attached)?;
+    let rule_ids = RuleIds::persistent(maps.rule_names);
     let (registry, agent_metrics) = metrics::registry(
         KernelCounters::new(maps.counters, maps.mailbox, maps.stats, programs, rule_ids.clone()),
         &config.metrics,
@@ -149,6 +171,16 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         );
     }
     println!("fwctl-guard {}: counting and auditing passthrough commands", env!("CARGO_PKG_VERSION"));
+    println!(
+        "  programs:  {} {}{}",
+        if adopted { "adopted, still attached, from" } else { "attached and pinned in" },
+        pins.dir.display(),
+        if replaced.is_empty() {
+            String::new()
+        } else {
+            format!(" (replaced {} earlier set(s) after attaching)", replaced.len())
+        }
+    );
     match hook {
         Hook::Lsm => {
             println!("  hook:      BPF LSM ({}); no syscall tracepoint attached", attached.join(", "))
@@ -192,9 +224,12 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let registry = Arc::new(registry);
     let server = tokio::spawn(http::serve(listener, registry, readiness.clone(), stopped.clone()));
+    // Commands still parked at exit are logged now only if the programs go with the agent;
+    // otherwise they complete in the kernel and the next agent reads their events.
+    let parked = options.cleanup.then_some(maps.inflight);
     let reader = tokio::spawn(events::run(
         maps.events,
-        maps.inflight,
+        parked,
         log,
         agent_metrics.clone(),
         signals.usr1,
@@ -206,13 +241,42 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let reloader = tokio::spawn(watch_policy(runtime, signals.hup, stopped));
 
     wait_for_termination(signals.term, signals.int).await;
-    log::info!("stopping: detaching programs");
-    drop(ebpf); // detaches every program: no new events after this point
+    if options.cleanup {
+        log::info!("stopping: removing the pinned objects and detaching every program (--cleanup)");
+        pins.remove()?;
+        drop(ebpf); // with the pins gone, the last references: no new events after this point
+    } else {
+        pins::write_meta(&mut maps.meta, pins::Agent::default().into_meta(build, true))?;
+        eprintln!(
+            "fwctl-guard: stopping; the programs stay attached and keep enforcing and counting \
+             (pinned in {}). `fwctl-guard uninstall` removes them.",
+            pins.dir.display()
+        );
+    }
     let _ = stop.send(true);
     reader.await.context("audit task")??;
     rescanner.await.context("device rescan task")??;
     reloader.await.context("policy task")??;
     server.await.context("metrics task")??;
+    Ok(())
+}
+
+/// `fwctl-guard uninstall`: remove every pinned object under the pin root, so the
+/// programs detach. Refused while an agent holds the root.
+pub fn uninstall(config_path: &Path, pin_path: Option<&Path>) -> Result<()> {
+    let root = match pin_path {
+        Some(path) => path.to_path_buf(),
+        None => Config::load(config_path)?.pin_path,
+    };
+    if !root.exists() {
+        println!("nothing to remove: {} does not exist", root.display());
+        return Ok(());
+    }
+    let sets = PinRoot::lock(&root)?.remove_all()?;
+    println!(
+        "removed {} and its {sets} pinned program set(s): nothing of fwctl-guard stays attached",
+        root.display()
+    );
     Ok(())
 }
 
@@ -297,25 +361,69 @@ pub enum Hook {
     Tracepoint,
 }
 
-/// Load the object, fill the device map and attach the hook set `mode` asks for;
-/// `auto` falls back from LSM to the syscall tracepoints and says why.
+impl Hook {
+    /// Its name in the pin root (`<hook>-<build>`).
+    fn label(self) -> &'static str {
+        match self {
+            Hook::Lsm => "lsm",
+            Hook::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// What `load_and_attach` set up.
+struct Loaded {
+    ebpf: aya::Ebpf,
+    hook: Hook,
+    attached: Vec<&'static str>,
+    pins: PinSet,
+    /// An earlier agent's programs were adopted (nothing was attached anew).
+    adopted: bool,
+}
+
+/// Adopt the pinned set an earlier agent left for this very build, if there is one;
+/// otherwise load the object, fill the device map and attach (and pin) the hook set
+/// `mode` asks for. `auto` falls back from LSM to the syscall tracepoints and says why.
 fn load_and_attach(
     mode: HookMode,
     offsets: &KernelOffsets,
     config: &Config,
     entries: &[inventory::WatchEntry],
-) -> Result<(aya::Ebpf, Hook, Vec<&'static str>)> {
-    let load = || -> Result<aya::Ebpf> {
-        let mut ebpf = kernel::load(offsets, config.events.ring_buffer_bytes)?;
+    root: &PinRoot,
+    build: &[u8; 32],
+) -> Result<Loaded> {
+    let load = |pins: &PinSet| -> Result<aya::Ebpf> {
+        let mut ebpf = kernel::load(offsets, config.events.ring_buffer_bytes, pins)?;
         kernel::populate_devices(&mut ebpf, entries)?;
         Ok(ebpf)
     };
-    if mode != HookMode::Tracepoint {
-        let mut ebpf = load()?;
-        match kernel::attach_lsm(&mut ebpf) {
-            Ok(attached) => return Ok((ebpf, Hook::Lsm, attached)),
-            Err(e) if mode == HookMode::Lsm => return Err(e.context("hook: lsm was requested")),
-            Err(e) => {
+    let attach = |ebpf: &mut aya::Ebpf, hook: Hook, pins: &mut PinSet| match hook {
+        Hook::Lsm => kernel::attach_lsm(ebpf, pins),
+        Hook::Tracepoint => kernel::attach_tracepoints(ebpf, pins),
+    };
+    let candidates: &[Hook] = match mode {
+        HookMode::Lsm => &[Hook::Lsm],
+        HookMode::Tracepoint => &[Hook::Tracepoint],
+        HookMode::Auto => &[Hook::Lsm, Hook::Tracepoint],
+    };
+    for &hook in candidates {
+        let mut pins = root.set(hook.label(), build);
+        if pins.adoptable() {
+            let mut ebpf = load(&pins)?;
+            let attached = attach(&mut ebpf, hook, &mut pins)?;
+            return Ok(Loaded { ebpf, hook, attached, pins, adopted: true });
+        }
+    }
+    for &hook in candidates {
+        let mut pins = root.set(hook.label(), build);
+        // An incomplete set of this build: an agent died while attaching it.
+        pins::remove_pins(&pins.dir)?;
+        let mut ebpf = load(&pins)?;
+        match attach(&mut ebpf, hook, &mut pins) {
+            Ok(attached) => return Ok(Loaded { ebpf, hook, attached, pins, adopted: false }),
+            Err(e) if hook == Hook::Lsm && mode == HookMode::Auto => {
+                drop(ebpf);
+                pins.remove()?;
                 eprintln!(
                     "fwctl-guard: warning: BPF LSM hook unavailable ({e:#}); falling back to syscall \
                      tracepoints: commands are audited but cannot be denied, and every syscall pays for \
@@ -323,11 +431,14 @@ fn load_and_attach(
                     lsm_hint()
                 );
             }
+            Err(e) => {
+                drop(ebpf);
+                pins.remove()?;
+                return Err(if hook == Hook::Lsm { e.context("hook: lsm was requested") } else { e });
+            }
         }
     }
-    let mut ebpf = load()?;
-    let attached = kernel::attach_tracepoints(&mut ebpf)?;
-    Ok((ebpf, Hook::Tracepoint, attached))
+    anyhow::bail!("no hook set to attach")
 }
 
 async fn wait_for_termination(mut term: Signal, mut int: Signal) {

@@ -33,6 +33,14 @@ pub struct Config {
     /// one, every command is allowed and counted with `rule="none"`.
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// Where the programs, links and maps are pinned (on bpffs) so enforcement and
+    /// counting outlive the agent, and a restarted agent adopts them.
+    #[serde(default = "default_pin_path")]
+    pub pin_path: PathBuf,
+}
+
+fn default_pin_path() -> PathBuf {
+    PathBuf::from(crate::pins::DEFAULT_ROOT)
 }
 
 fn default_hook() -> HookMode {

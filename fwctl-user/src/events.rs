@@ -19,13 +19,13 @@ use crate::{
     metrics::AgentMetrics,
 };
 
-/// Read events until `shutdown` flips (after the programs were detached), then drain
-/// what is left: the ring buffer, and the commands still parked in the kernel (their
-/// return was never seen), logged without a return value.
+/// Read events until `shutdown` flips, then drain what is left: the ring buffer, and,
+/// when the programs were detached (`parked` given), the commands still parked in the
+/// kernel (their return was never seen), logged without a return value.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     ring: RingBuf<MapData>,
-    inflight: HashMap<MapData, u64, Event>,
+    parked: Option<HashMap<MapData, u64, Event>>,
     mut log: AuditLog,
     metrics: AgentMetrics,
     mut reopen: Signal,
@@ -60,7 +60,7 @@ pub async fn run(
     readiness.set_events_reader(false);
     drain(ring.get_mut(), &mut log, &metrics);
     let epoch = monotonic_epoch();
-    for event in inflight.iter().filter_map(Result::ok).map(|(_, mut event)| {
+    for event in parked.iter().flat_map(HashMap::iter).filter_map(Result::ok).map(|(_, mut event)| {
         event.flags |= event_flag::NO_EXIT;
         event
     }) {

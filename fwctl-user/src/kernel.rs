@@ -4,16 +4,16 @@
 
 use anyhow::{Context as _, Result};
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{FExit, Lsm, TracePoint},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{links::FdLink, FExit, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use fwctl_common::{
     effects::EffectsKey,
-    model::{CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey},
+    model::{AgentMeta, CounterKey, DeviceInfo, Event, KernelOffsets, MailboxKey, RuleName},
 };
 
-use crate::inventory::WatchEntry;
+use crate::{inventory::WatchEntry, pins::PinSet};
 
 /// The eBPF object built from the fwctl-ebpf crate by build.rs.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fwctl-ebpf"));
@@ -76,32 +76,58 @@ const LSM_PROGRAMS: [BtfProgram; 5] = [
 pub const URING_TRACEPOINTS: [HookProgram; 1] =
     [HookProgram { name: "fwctl_io_uring_complete", category: "io_uring", event: "io_uring_complete" }];
 
-/// Load and attach the LSM hook set. On error, whatever was attached stays attached
-/// until `ebpf` is dropped; callers fall back by loading a fresh object.
-pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
-    let btf = Btf::from_sys_fs().context("reading kernel BTF for LSM/fexit programs")?;
+/// Attach the LSM hook set (programs whose link `pins` already holds are adopted as
+/// they are). On error, whatever was attached stays attached until its pins are removed;
+/// callers fall back by removing the set and loading a fresh object.
+pub fn attach_lsm(ebpf: &mut Ebpf, pins: &mut PinSet) -> Result<Vec<&'static str>> {
+    let mut btf = None;
     let mut attached = Vec::new();
     for p in &LSM_PROGRAMS {
-        let program = ebpf.program_mut(p.name).with_context(|| format!("program {} missing", p.name))?;
-        let outcome = if p.lsm {
-            let program: &mut Lsm = program.try_into()?;
-            program.load(p.target, &btf).and_then(|()| program.attach().map(drop))
-        } else {
-            let program: &mut FExit = program.try_into()?;
-            program.load(p.target, &btf).and_then(|()| program.attach().map(drop))
-        };
+        let outcome = attach_pinned(ebpf, pins, p.name, |program| {
+            let btf = match &btf {
+                Some(btf) => btf,
+                None => btf.insert(Btf::from_sys_fs().context("reading kernel BTF for LSM/fexit programs")?),
+            };
+            let link: FdLink = if p.lsm {
+                let program: &mut Lsm = program.try_into()?;
+                program.load(p.target, btf).map_err(chain)?;
+                let id = program.attach().map_err(chain)?;
+                program.take_link(id)?.into()
+            } else {
+                let program: &mut FExit = program.try_into()?;
+                program.load(p.target, btf).map_err(chain)?;
+                let id = program.attach().map_err(chain)?;
+                program.take_link(id)?.into()
+            };
+            Ok(link)
+        });
         match outcome {
             Ok(()) => attached.push(p.name),
-            Err(e) if !p.required => {
-                log::info!("skipping {} ({}): {}", p.name, p.target, crate::probe::error_chain(&e))
-            }
-            Err(e) => {
-                return Err(anyhow::anyhow!("{}", crate::probe::error_chain(&e)))
-                    .with_context(|| format!("attaching {} to {}", p.name, p.target))
-            }
+            Err(e) if !p.required => log::info!("skipping {} ({}): {e:#}", p.name, p.target),
+            Err(e) => return Err(e.context(format!("attaching {} to {}", p.name, p.target))),
         }
     }
     Ok(attached)
+}
+
+fn chain(e: aya::programs::ProgramError) -> anyhow::Error {
+    anyhow::anyhow!("{}", crate::probe::error_chain(&e))
+}
+
+/// Attach program `name` with `attach` and pin it and its link, unless `pins` already
+/// holds its link: then an earlier agent attached it, and it stays as it is.
+pub fn attach_pinned(
+    ebpf: &mut Ebpf,
+    pins: &mut PinSet,
+    name: &'static str,
+    attach: impl FnOnce(&mut aya::programs::Program) -> Result<FdLink>,
+) -> Result<()> {
+    if pins.has_link(name) {
+        return Ok(());
+    }
+    let program = ebpf.program_mut(name).with_context(|| format!("program {name} missing"))?;
+    let link = attach(program)?;
+    pins.pin(name, program, link)
 }
 
 /// The NVMe driver's command tracepoints (attached when the nvme module is loaded).
@@ -128,15 +154,32 @@ pub struct KernelMaps {
     pub toctou: PerCpuArray<MapData, u64>,
     /// fwctl kernel-copy check outcomes (`rpc_check::counter_index`, per CPU).
     pub rpc_checks: PerCpuArray<MapData, u64>,
+    /// Which build is loaded and which process is the agent.
+    pub meta: Array<MapData, AgentMeta>,
+    /// Rule id -> name, kept for the next agent.
+    pub rule_names: HashMap<MapData, u16, RuleName>,
 }
 
-/// Load the object with this kernel's offsets and the ring-buffer size.
-pub fn load(offsets: &KernelOffsets, ring_buffer_bytes: u32) -> Result<Ebpf> {
-    EbpfLoader::new()
-        .override_global("KERNEL_OFFSETS", offsets, true)
-        .map_max_entries("EVENTS", ring_buffer_bytes)
-        .load(EBPF_OBJECT)
-        .context("loading the eBPF object")
+/// Load the object with this kernel's offsets and the ring-buffer size. Every map is
+/// pinned in `pins` (an existing pin is reused: that is how a restarted agent gets the
+/// counters, policy and queued events of the one before it). Programs are loaded only
+/// when they are attached.
+pub fn load(offsets: &KernelOffsets, ring_buffer_bytes: u32, pins: &PinSet) -> Result<Ebpf> {
+    pins.create_dirs()?;
+    let names = map_names()?;
+    let paths: Vec<_> = names.iter().map(|name| pins.map_path(name)).collect();
+    let mut loader = EbpfLoader::new();
+    loader.override_global("KERNEL_OFFSETS", offsets, true).map_max_entries("EVENTS", ring_buffer_bytes);
+    for (name, path) in names.iter().zip(&paths) {
+        loader.map_pin_path(name, path.as_path());
+    }
+    loader.load(EBPF_OBJECT).context("loading the eBPF object")
+}
+
+/// The object's maps, without the global-data sections (`.rodata` is per load).
+fn map_names() -> Result<Vec<String>> {
+    let object = aya_obj::Object::parse(EBPF_OBJECT).context("parsing the eBPF object")?;
+    Ok(object.maps.keys().filter(|name| !name.starts_with('.')).cloned().collect())
 }
 
 /// Fill the device map. Exact major:minor entries and major-wide ones share the map.
@@ -149,23 +192,27 @@ pub fn populate_devices(ebpf: &mut Ebpf, entries: &[WatchEntry]) -> Result<()> {
     Ok(())
 }
 
-/// Load and attach the syscall tracepoint programs.
-pub fn attach_tracepoints(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
-    attach_tracepoint_set(ebpf, &SYSCALL_TRACEPOINTS)
+/// Attach the syscall tracepoint programs.
+pub fn attach_tracepoints(ebpf: &mut Ebpf, pins: &mut PinSet) -> Result<Vec<&'static str>> {
+    attach_tracepoint_set(ebpf, &SYSCALL_TRACEPOINTS, pins)
 }
 
-/// Load and attach a set of classic tracepoint programs.
-pub fn attach_tracepoint_set(ebpf: &mut Ebpf, set: &[HookProgram]) -> Result<Vec<&'static str>> {
+/// Attach a set of classic tracepoint programs (adopting those already pinned).
+pub fn attach_tracepoint_set(
+    ebpf: &mut Ebpf,
+    set: &[HookProgram],
+    pins: &mut PinSet,
+) -> Result<Vec<&'static str>> {
     let mut attached = Vec::new();
     for hook in set {
-        let program: &mut TracePoint = ebpf
-            .program_mut(hook.name)
-            .with_context(|| format!("program {} missing", hook.name))?
-            .try_into()?;
-        program.load().with_context(|| format!("loading {}", hook.name))?;
-        program
-            .attach(hook.category, hook.event)
-            .with_context(|| format!("attaching {} to {}:{}", hook.name, hook.category, hook.event))?;
+        attach_pinned(ebpf, pins, hook.name, |program| {
+            let program: &mut TracePoint = program.try_into()?;
+            program.load().with_context(|| format!("loading {}", hook.name))?;
+            let id = program
+                .attach(hook.category, hook.event)
+                .with_context(|| format!("attaching {} to {}:{}", hook.name, hook.category, hook.event))?;
+            Ok(FdLink::try_from(program.take_link(id)?)?)
+        })?;
         attached.push(hook.name);
     }
     Ok(attached)
@@ -189,18 +236,15 @@ pub fn take_maps(ebpf: &mut Ebpf) -> Result<KernelMaps> {
         devices: HashMap::try_from(take("DEVICES")?)?,
         toctou: PerCpuArray::try_from(take("TOCTOU")?)?,
         rpc_checks: PerCpuArray::try_from(take("RPC_CHECKS")?)?,
+        meta: Array::try_from(take("META")?)?,
+        rule_names: HashMap::try_from(take("RULE_NAMES")?)?,
     })
 }
 
-/// Duplicated fds of the attached programs, for reading their kernel statistics.
-pub fn program_stats(ebpf: &Ebpf, names: &[&'static str]) -> Result<Vec<crate::prog_stats::ProgramStats>> {
-    use std::os::fd::AsFd;
+/// Fds of the attached programs (from their pins), for reading their kernel statistics.
+pub fn program_stats(pins: &PinSet, names: &[&'static str]) -> Result<Vec<crate::prog_stats::ProgramStats>> {
     names
         .iter()
-        .map(|name| {
-            let program = ebpf.program(name).with_context(|| format!("program {name} missing"))?;
-            let fd = program.fd()?.as_fd().try_clone_to_owned()?;
-            Ok(crate::prog_stats::ProgramStats { name, fd })
-        })
+        .map(|name| Ok(crate::prog_stats::ProgramStats { name, fd: pins.program_fd(name)? }))
         .collect()
 }

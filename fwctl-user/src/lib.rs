@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod labels;
 pub mod metrics;
 pub mod offsets;
+pub mod pins;
 pub mod policy;
 pub mod probe;
 pub mod prog_stats;

@@ -42,6 +42,23 @@ enum Command {
         /// deny verdicts are recorded as would_deny and fwctl_guard_enforcing is 0.
         #[arg(long)]
         allow_audit_only: bool,
+        /// Pin root on bpffs; overrides `pin_path` in the configuration.
+        #[arg(long, value_name = "DIR")]
+        pin_path: Option<PathBuf>,
+        /// On exit, remove the pinned programs, links and maps (detach everything) instead
+        /// of leaving them enforcing and counting for the next agent.
+        #[arg(long)]
+        cleanup: bool,
+    },
+    /// Remove the pinned programs, links and maps: stops all enforcement and counting in
+    /// the kernel. Refused while an agent runs with that pin root (stop it first).
+    Uninstall {
+        /// Agent configuration (YAML), for its `pin_path`.
+        #[arg(long, default_value = "/etc/fwctl-guard/config.yaml")]
+        config: PathBuf,
+        /// Pin root; overrides the configuration (which then need not exist).
+        #[arg(long, value_name = "DIR")]
+        pin_path: Option<PathBuf>,
     },
     /// Print which hooks and program types this kernel accepts, and the passthrough devices.
     Probe,
@@ -83,6 +100,9 @@ enum PolicyCommand {
         #[command(flatten)]
         probe: explain::Probe,
     },
+    /// Print the JSON Schema of a policy file (the committed policies/schema.json), for
+    /// editors and CI linters.
+    Schema,
     /// Print which commands (class/driver/opcode/scope) change verdict from OLD to NEW,
     /// for one subject (uid/gid/comm options; default uid 0, no comm). Exit 0 either way.
     Diff {
@@ -100,15 +120,16 @@ enum PolicyCommand {
 /// `fwctl-guard policy ...`: its own exit status (1 = a policy is invalid).
 fn policy_command(command: PolicyCommand) -> std::process::ExitCode {
     match command {
-    /// Print the JSON Schema of a policy file (the committed policies/schema.json), for
-    /// editors and CI linters.
-    Schema,
         PolicyCommand::Check { files, format } => {
             if policy::check::run(&files, format) {
                 std::process::ExitCode::SUCCESS
             } else {
                 std::process::ExitCode::from(1)
             }
+        }
+        PolicyCommand::Schema => {
+            print!("{}", policy::doc::json_schema());
+            std::process::ExitCode::SUCCESS
         }
         PolicyCommand::Explain { file, probe } => report(explain::explain(&file, &probe)),
         PolicyCommand::Diff { old, new, uid, gid, comm } => {
@@ -127,10 +148,6 @@ fn report(outcome: anyhow::Result<()>) -> std::process::ExitCode {
         }
     }
 }
-        PolicyCommand::Schema => {
-            print!("{}", policy::doc::json_schema());
-            std::process::ExitCode::SUCCESS
-        }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -141,7 +158,7 @@ fn main() -> std::process::ExitCode {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let outcome = match cli.command {
-        Command::Run { config, audit_log, devices, hook, policy, allow_audit_only } => {
+        Command::Run { config, audit_log, devices, hook, policy, allow_audit_only, pin_path, cleanup } => {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -155,9 +172,12 @@ fn main() -> std::process::ExitCode {
                         hook,
                         policy: policy.as_deref(),
                         allow_audit_only,
+                        pin_path: pin_path.as_deref(),
+                        cleanup,
                     }))
                 })
         }
+        Command::Uninstall { config, pin_path } => agent::uninstall(&config, pin_path.as_deref()),
         Command::Probe => probe::run(),
         Command::Devices { effects, json } => devices::run(effects, json),
         Command::Policy { command } => return policy_command(command),

@@ -15,6 +15,8 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
     // The programs read these with fixed widths; refuse a kernel where they differ.
     for (s, m, want) in [
         ("task_struct", "files", 8),
+        ("task_struct", "group_leader", 8),
+        ("task_struct", "start_boottime", 8),
         ("files_struct", "fdt", 8),
         ("fdtable", "max_fds", 4),
         ("fdtable", "fd", 8),
@@ -41,7 +43,8 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
         sys_exit_ret: field(&exit, "ret", &[8])?,
         pt_regs_si: member("pt_regs", "si")?,
         pt_regs_cx: member("pt_regs", "cx")?,
-        agent_tgid: std::process::id(),
+        task_group_leader: member("task_struct", "group_leader")?,
+        task_start_boottime: member("task_struct", "start_boottime")?,
         ..KernelOffsets::default()
     })
 }

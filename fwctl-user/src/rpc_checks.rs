@@ -4,9 +4,11 @@
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
+
+use crate::pins::PinSet;
 use aya::{
     maps::{MapData, PerCpuArray},
-    programs::KProbe,
+    programs::{links::FdLink, KProbe},
     Ebpf,
 };
 use fwctl_common::{
@@ -35,19 +37,22 @@ fn kernel_has(kallsyms: &str, function: &str) -> bool {
     })
 }
 
-/// Attach the probes whose function exists; the names of those attached. Drivers whose
-/// module is not loaded are skipped (their commands cannot happen).
-pub fn attach(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
+/// Attach the probes whose function exists (adopting pinned ones); the names of those
+/// attached. Drivers whose module is not loaded are skipped (their commands cannot happen).
+pub fn attach(ebpf: &mut Ebpf, pins: &mut PinSet) -> Result<Vec<&'static str>> {
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
     let mut attached = Vec::new();
     for (name, function, _) in PROBES {
-        if !kernel_has(&kallsyms, function) {
+        if !kernel_has(&kallsyms, function) && !pins.has_link(name) {
             continue;
         }
-        let program: &mut KProbe =
-            ebpf.program_mut(name).with_context(|| format!("program {name} missing"))?.try_into()?;
-        program.load().with_context(|| format!("loading {name}"))?;
-        program.attach(function, 0).with_context(|| format!("attaching {name} to {function}"))?;
+        crate::kernel::attach_pinned(ebpf, pins, name, |program| {
+            let program: &mut KProbe = program.try_into()?;
+            program.load().with_context(|| format!("loading {name}"))?;
+            let id =
+                program.attach(function, 0).with_context(|| format!("attaching {name} to {function}"))?;
+            Ok(FdLink::try_from(program.take_link(id)?)?)
+        })?;
         attached.push(name);
     }
     Ok(attached)

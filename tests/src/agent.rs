@@ -29,6 +29,10 @@ pub fn agent_binary() -> PathBuf {
 
 pub struct Agent {
     child: Option<Child>,
+    /// `fwctl-guard run` arguments, to start it again (`restart`).
+    args: Vec<String>,
+    /// This agent's own pin root: tests never adopt each other's programs.
+    pub pin_path: PathBuf,
     pub dir: PathBuf,
     pub addr: String,
     pub audit_log: PathBuf,
@@ -73,19 +77,52 @@ impl Agent {
         let config_path = dir.join("config.yaml");
         fs::write(&config_path, config)?;
         let stdout_log = dir.join("agent.out");
-        let out = fs::File::create(&stdout_log)?;
+        let pin_path = test_pin_path(name);
+        remove_pins(&pin_path);
+        let mut all_args: Vec<String> =
+            vec!["run".into(), "--config".into(), config_path.display().to_string()];
+        all_args.extend(["--pin-path".into(), pin_path.display().to_string()]);
+        // `KEEP_PINS` among `args`: leave the programs attached at exit, as in production.
+        if !args.contains(&KEEP_PINS) {
+            all_args.push("--cleanup".into());
+        }
+        all_args.extend(args.iter().filter(|a| **a != KEEP_PINS).map(|a| a.to_string()));
+        let mut agent = Self { child: None, args: all_args, pin_path, dir, addr, audit_log, stdout_log };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    /// Start the process (output appended to `stdout_log`) and wait until it is ready.
+    fn spawn(&mut self) -> Result<()> {
+        let out = fs::OpenOptions::new().create(true).append(true).open(&self.stdout_log)?;
         let child = Command::new(agent_binary())
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .args(args)
+            .args(&self.args)
             .stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", agent_binary().display()))?;
-        let mut agent = Self { child: Some(child), dir, addr, audit_log, stdout_log };
-        agent.wait_ready()?;
-        Ok(agent)
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// SIGKILL the agent (no chance to clean up) and reap it.
+    pub fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("agent not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// The configuration file the agent runs with (tests may rewrite it before `restart`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.yaml")
+    }
+
+    /// Start the agent again with the same configuration and pin root.
+    pub fn restart(&mut self) -> Result<()> {
+        anyhow::ensure!(self.child.is_none(), "agent still running");
+        self.spawn()
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -181,5 +218,26 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.stop();
+        // `--cleanup` removed them unless the agent died; never leave a test's programs attached.
+        remove_pins(&self.pin_path);
+    }
+}
+
+/// Pass among `start_with`'s arguments to run without `--cleanup`.
+pub const KEEP_PINS: &str = "<keep-pins>";
+
+/// The pin root of test agent `name`, unique to this test process.
+pub fn test_pin_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/fwctl-guard-test-{name}-{}", std::process::id()))
+}
+
+/// Remove a pin root (detaching whatever it holds) with `fwctl-guard uninstall`.
+pub fn remove_pins(pin_path: &Path) {
+    if pin_path.exists() {
+        let _ = Command::new(agent_binary())
+            .args(["uninstall", "--pin-path"])
+            .arg(pin_path)
+            .stdout(Stdio::null())
+            .output();
     }
 }

@@ -1,1 +1,261 @@
-//! Placeholder: filled in by the issue 8 work.
+//! Enforcement that survives the agent: the programs, links and maps are pinned, so a
+//! kill -9 leaves denying and counting in the kernel; a restarted agent adopts them
+//! (counters continue, nothing counted twice, the events queued meanwhile are logged);
+//! a different build replaces them without a gap; `uninstall` removes them.
+//!
+//! Runs on the host (syscall tracepoints: counting and adoption only, deny is skipped with
+//! a printed reason) and in every VM guest (BPF LSM: deny while the agent is down).
+//! Commands go to a stand-in node declared as an NVMe controller (a tty: ENOTTY when a
+//! command reaches it, EPERM when the hook refused it).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::Duration,
+};
+
+use fwctl_guard_tests::{
+    agent::{agent_binary, Agent, Declared, KEEP_PINS},
+    ioctls::*,
+    privilege::{can_load_bpf, lsm_available},
+    standin::StandIn,
+};
+
+const ENOTTY: i32 = 25;
+const EPERM: i32 = 1;
+const IDENTIFY: u8 = 0x06;
+const FORMAT: u8 = 0x80;
+
+/// Issue an NVMe admin command on the stand-in; the errno it failed with.
+fn nvme_admin(node: &StandIn, opcode: u8) -> i32 {
+    let p = nvme_passthru(opcode, 0, 0, false);
+    assert_eq!(ioctl(node.fd(), NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64), -1);
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+fn declared(node: &StandIn) -> [Declared<'static>; 1] {
+    [Declared { major_minor: node.major_minor(), class: "nvme", driver: "nvme" }]
+}
+
+/// An enforce policy that denies Format NVM and allows the rest.
+fn deny_format_policy(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fwctl-guard-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        "version: 1\nname: no-format\nmode: enforce\ndefault: allow\non_undecodable: audit\nrules:\n  \
+         - name: no-format\n    action: deny\n    match: {class: nvme-admin, opcode: format-nvm}\n",
+    )
+    .unwrap();
+    path
+}
+
+/// `--policy P`, plus `--allow-audit-only` where this kernel cannot deny.
+fn policy_args(policy: &Path, lsm: bool, keep_pins: bool) -> Vec<String> {
+    let mut args = vec!["--policy".to_string(), policy.display().to_string()];
+    if !lsm {
+        args.push("--allow-audit-only".into());
+    }
+    if keep_pins {
+        args.push(KEEP_PINS.into());
+    }
+    args
+}
+
+/// A thread issuing Identify on the stand-in until stopped; it returns how many it issued
+/// and how many were refused with EPERM (none should be: Identify is allowed).
+fn identify_load(nvme: &Arc<StandIn>, stop: &Arc<AtomicBool>) -> thread::JoinHandle<(u64, u64)> {
+    let (nvme, stop) = (nvme.clone(), stop.clone());
+    thread::spawn(move || {
+        let (mut issued, mut refused) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            issued += 1;
+            if nvme_admin(&nvme, IDENTIFY) == EPERM {
+                refused += 1;
+            }
+        }
+        (issued, refused)
+    })
+}
+
+fn pinned_links(pin_path: &Path) -> Vec<String> {
+    let mut links = Vec::new();
+    for set in std::fs::read_dir(pin_path).into_iter().flatten().flatten() {
+        for link in std::fs::read_dir(set.path().join("links")).into_iter().flatten().flatten() {
+            links.push(link.file_name().to_string_lossy().into_owned());
+        }
+    }
+    links
+}
+
+fn set_dirs(pin_path: &Path) -> Vec<String> {
+    std::fs::read_dir(pin_path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn http_status(addr: &str, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them() {
+    let test = "kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them";
+    if !can_load_bpf(test) {
+        return;
+    }
+    let lsm = lsm_available(&agent_binary());
+    if !lsm {
+        eprintln!("{test}: this kernel refuses BPF LSM: deny-while-down is not checked here (it is in the VM guests)");
+    }
+    let nvme = Arc::new(StandIn::new().unwrap());
+    let policy = deny_format_policy("kill9");
+    let args = policy_args(&policy, lsm, false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut agent = Agent::start_with("fleet-kill9", &declared(&nvme), 1 << 22, &args).unwrap();
+    assert_eq!(agent.scrape().unwrap().sum("fwctl_guard_policy_generation", &[]), 1.0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = identify_load(&nvme, &stop);
+    thread::sleep(Duration::from_millis(300));
+    agent.kill9().unwrap();
+
+    // The agent is gone: its links are still pinned, and the kernel still enforces.
+    let links = pinned_links(&agent.pin_path);
+    let hook = if lsm { "fwctl_lsm_file_ioctl" } else { "fwctl_sys_enter_ioctl" };
+    assert!(links.iter().any(|l| l == hook), "links pinned after kill -9: {links:?}");
+    let format_while_down = nvme_admin(&nvme, FORMAT);
+    assert_eq!(format_while_down, if lsm { EPERM } else { ENOTTY }, "Format with the agent dead");
+    thread::sleep(Duration::from_millis(300));
+
+    agent.restart().unwrap();
+    assert!(agent.output().contains("adopted, still attached"), "{}", agent.output());
+    assert_eq!(http_status(&agent.addr, "/readyz"), "200", "readyz after the restart");
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (issued, refused) = load.join().unwrap();
+    assert_eq!(refused, 0, "Identify is allowed throughout");
+    let after_format = nvme_admin(&nvme, FORMAT);
+    assert_eq!(after_format, format_while_down, "same verdict after the restart");
+
+    // Every command counted exactly once across the two agents and the time between.
+    let s = agent.scrape().unwrap();
+    let identify =
+        s.sum("fwctl_guard_commands_total", &[("class", "nvme-admin"), ("opcode_name", "identify")]);
+    assert_eq!(identify, issued as f64, "Identify: issued {issued}\n{}", s.text);
+    let verdict = if lsm { "deny" } else { "would_deny" };
+    let formats = [("opcode_name", "format-nvm"), ("verdict", verdict), ("rule", "no-format")];
+    assert_eq!(s.sum("fwctl_guard_commands_total", &formats), 2.0, "{}", s.text);
+    // The adopted policy stayed in force; the restart installed the file again as the next generation.
+    assert_eq!(s.sum("fwctl_guard_policy_generation", &[]), 2.0, "{}", s.text);
+    if lsm {
+        assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 1.0);
+    }
+
+    // The Format refused while the agent was down was queued in the pinned ring buffer
+    // and logged by the restarted agent.
+    agent.stop().unwrap();
+    // kill -9 can cut the line being written: that one line is unreadable, no other.
+    let text = std::fs::read_to_string(&agent.audit_log).unwrap();
+    let parsed: Vec<_> = text.lines().map(serde_json::from_str::<serde_json::Value>).collect();
+    let broken = parsed.iter().filter(|r| r.is_err()).count();
+    assert!(broken <= 1, "{broken} unreadable audit lines");
+    let records: Vec<_> = parsed.into_iter().filter_map(Result::ok).collect();
+    let formats: Vec<_> = records.iter().filter(|r| r["opcode_name"] == "format-nvm").collect();
+    assert_eq!(formats.len(), 2, "{formats:?}");
+    assert!(formats.iter().all(|r| r["verdict"] == verdict), "{formats:?}");
+    let identify_records = records.iter().filter(|r| r["opcode_name"] == "identify").count() as u64;
+    assert!(identify_records <= issued, "no event logged twice: {identify_records} > {issued}");
+}
+
+#[test]
+fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() {
+    let test = "a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything";
+    if !can_load_bpf(test) {
+        return;
+    }
+    let lsm = lsm_available(&agent_binary());
+    let nvme = Arc::new(StandIn::new().unwrap());
+    let policy = deny_format_policy("replace");
+    let args = policy_args(&policy, lsm, true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut agent = Agent::start_with("fleet-replace", &declared(&nvme), 1 << 20, &args).unwrap();
+    let first = set_dirs(&agent.pin_path);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // SIGTERM without --cleanup: the programs stay attached and keep counting.
+    agent.stop().unwrap();
+    assert!(agent.output().contains("stay attached"), "{}", agent.output());
+    assert!(!pinned_links(&agent.pin_path).is_empty());
+    assert_eq!(nvme_admin(&nvme, IDENTIFY), ENOTTY);
+
+    // Another build: a different ring-buffer size is baked in at load, so the pinned set
+    // cannot be adopted. The new set is attached before the old one is removed: a thread
+    // sending Format all along never gets through where the kernel can deny.
+    let config = std::fs::read_to_string(agent.config_path()).unwrap();
+    std::fs::write(
+        agent.config_path(),
+        config.replace("ring_buffer_bytes: 1048576", "ring_buffer_bytes: 2097152"),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spam = {
+        let (nvme, stop) = (nvme.clone(), stop.clone());
+        thread::spawn(move || {
+            let (mut sent, mut through) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                sent += 1;
+                if nvme_admin(&nvme, FORMAT) != EPERM {
+                    through += 1;
+                }
+            }
+            (sent, through)
+        })
+    };
+    agent.restart().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let (sent, through) = spam.join().unwrap();
+    assert!(agent.output().contains("replaced 1 earlier set"), "{}", agent.output());
+    let second = set_dirs(&agent.pin_path);
+    assert_eq!(second.len(), 1, "only the new set is left: {second:?}");
+    assert_ne!(first, second, "a new set for the new build");
+    if lsm {
+        assert_eq!(through, 0, "{through} of {sent} Format commands got through during the swap");
+    } else {
+        eprintln!("{test}: no BPF LSM here: the gap-free swap is checked in the VM guests ({sent} sent)");
+    }
+    // The Identify sent while no agent ran was counted by the old set, whose counters
+    // went with it: the new build starts from zero (a counter reset Prometheus handles).
+    let s = agent.scrape().unwrap();
+    assert_eq!(s.sum("fwctl_guard_commands_total", &[("opcode_name", "identify")]), 0.0, "{}", s.text);
+
+    // uninstall is refused while an agent holds the pin root...
+    let pin_path = agent.pin_path.clone();
+    let uninstall =
+        || Command::new(agent_binary()).args(["uninstall", "--pin-path"]).arg(&pin_path).output().unwrap();
+    let out = uninstall();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another fwctl-guard agent is running"));
+    // ...and once it is stopped, removes every pinned object: nothing is counted any more.
+    agent.stop().unwrap();
+    let out = uninstall();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!pin_path.exists());
+    if lsm {
+        assert_eq!(nvme_admin(&nvme, FORMAT), ENOTTY, "nothing attached after uninstall");
+    }
+}

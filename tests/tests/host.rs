@@ -507,14 +507,20 @@ fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("config.yaml");
         std::fs::write(&config, "metrics:\n  listen: 127.0.0.1:0\naudit:\n  path: \"-\"\n").unwrap();
+        let pins = fwctl_guard_tests::agent::test_pin_path("hook-lsm-refused");
         let out = Command::new(agent_binary())
-            .args(["run", "--hook", "lsm", "--config"])
+            .args(["run", "--hook", "lsm", "--pin-path"])
+            .arg(&pins)
+            .arg("--config")
             .arg(&config)
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(err.contains("hook: lsm was requested") && err.contains("file_ioctl"), "{err}");
+        // The refused set left nothing pinned behind.
+        assert_eq!(std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0), 0, "{}", pins.display());
+        fwctl_guard_tests::agent::remove_pins(&pins);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

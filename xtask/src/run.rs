@@ -18,6 +18,12 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let mut agent = privilege::as_root(&bin)?;
     agent.arg("run").arg("--config").arg(&config).args(args);
-    println!("== starting {} with {} (Ctrl-C stops it) ==", build::AGENT, config.display());
+    println!(
+        "== starting {} with {} (Ctrl-C stops it; its programs stay attached: `{} uninstall` removes them, \
+         or run with `-- --cleanup`) ==",
+        build::AGENT,
+        config.display(),
+        bin.display()
+    );
     Err(cmd::exec(&mut agent))
 }

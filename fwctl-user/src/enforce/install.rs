@@ -23,7 +23,16 @@ impl PolicyMaps {
         rules: Array<MapData, CompiledRule>,
         index: HashMap<MapData, IndexKey, u64>,
     ) -> Self {
-        Self { header, rules, index, generation: 0, active_slot: None }
+        let mut maps = Self { header, rules, index, generation: 0, active_slot: None };
+        // A policy an earlier agent installed (pinned maps): keep enforcing it, install
+        // the next one into the other slot, and continue its generation count.
+        if let Ok(header) = maps.header.get(&0, 0) {
+            if header.loaded == 1 {
+                maps.generation = header.generation;
+                maps.active_slot = Some(header.slot);
+            }
+        }
+        maps
     }
 
     /// Install into the inactive slot and flip; returns the new generation.

@@ -96,6 +96,21 @@ fn main() -> Result<()> {
     if let Some(agent) = &args.agent {
         std::env::set_var("FWCTL_GUARD_BIN", agent);
     }
+    // The baseline must run with nothing attached: an agent stopped without --cleanup
+    // (e.g. `cargo xtask run`) leaves its programs pinned and running.
+    let pinned: Vec<_> = std::fs::read_dir("/sys/fs/bpf")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("fwctl-guard")))
+        .collect();
+    if !pinned.is_empty() {
+        anyhow::bail!(
+            "fwctl-guard programs are still attached (pinned in {pinned:?}), so there is no no-agent \
+             baseline: remove them with `fwctl-guard uninstall --pin-path DIR` first"
+        );
+    }
     let mut pipe = [0; 2];
     // SAFETY: pipe writes two fds into the array.
     if unsafe { libc::pipe(pipe.as_mut_ptr()) } != 0 {
