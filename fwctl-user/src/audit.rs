@@ -142,8 +142,25 @@ pub struct AuditLog {
 }
 
 fn open_file(path: &Path) -> io::Result<BufWriter<Box<dyn Write + Send>>> {
-    let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+    let mut file = OpenOptions::new().create(true).append(true).read(true).mode(0o640).open(path)?;
+    end_last_line(&mut file)?;
     Ok(BufWriter::with_capacity(64 * 1024, Box::new(file)))
+}
+
+/// A killed agent (kill -9 interrupts a write) can leave half a line at the end: start the
+/// next record on a line of its own, so only that one line is unreadable.
+fn end_last_line(file: &mut fs::File) -> io::Result<()> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::End(-1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 impl AuditLog {
@@ -207,6 +224,24 @@ impl AuditLog {
 mod tests {
     use super::*;
     use fwctl_common::model::{ioctl, Command};
+
+    #[test]
+    fn a_half_written_last_line_is_ended_before_new_records() {
+        let dir = std::env::temp_dir().join(format!("fwctl-guard-audit-tail-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        fs::write(&path, "{\"whole\":1}\n{\"cut\":").unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        log.write_line("{\"next\":2}").unwrap();
+        log.flush().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"whole\":1}\n{\"cut\":\n{\"next\":2}\n");
+        drop(log);
+        // A complete file gets nothing added.
+        let mut log = AuditLog::open(&path).unwrap();
+        log.flush().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{\"whole\":1}\n{\"cut\":\n{\"next\":2}\n");
+        fs::remove_dir_all(dir).unwrap();
+    }
 
     fn event() -> Event {
         let mut comm = [0u8; 16];
