@@ -158,6 +158,13 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     for program in &attached {
         agent_metrics.program_attached.with_label_values(&[program]).set(1);
     }
+    let set_name = pins.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let start = match (adopted, replaced.is_empty()) {
+        (true, _) => "adopted",
+        (false, true) => "attached",
+        (false, false) => "replaced",
+    };
+    agent_metrics.pinned_set.with_label_values(&[set_name.as_str(), start]).set(1);
     readiness.set_programs_attached(true);
 
     for entry in &entries {

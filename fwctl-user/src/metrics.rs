@@ -37,6 +37,8 @@ pub struct AgentMetrics {
     pub policy_last_reload: Gauge,
     pub policy_reload_failures: IntCounter,
     pub enforcing: IntGauge,
+    /// The pinned program set in use and how the agent got it (`pins`).
+    pub pinned_set: IntGaugeVec,
     pub effects: EffectsMetrics,
     /// SIGUSR1 reopens of the audit file, by result (`ok`, `error`).
     pub audit_reopens: IntCounterVec,
@@ -158,6 +160,15 @@ impl AgentMetrics {
                 "fwctl_guard_enforcing",
                 "1 when deny verdicts are enforced (enforce-mode policy on the LSM hook), else 0.",
             )?,
+            pinned_set: IntGaugeVec::new(
+                Opts::new(
+                    "fwctl_guard_pinned_set_info",
+                    "The pinned program set (<hook>-<build> under the pin root) the agent runs on; \
+                     start: adopted (left attached by an earlier agent), attached (new) or replaced \
+                     (new, another build removed after it was attached). Always 1.",
+                ),
+                &["set", "start"],
+            )?,
             effects: EffectsMetrics::new(options.device_effects)?,
             audit_reopens,
             label_overflow,
@@ -176,6 +187,7 @@ impl AgentMetrics {
             Box::new(self.policy_last_reload.clone()),
             Box::new(self.policy_reload_failures.clone()),
             Box::new(self.enforcing.clone()),
+            Box::new(self.pinned_set.clone()),
             Box::new(self.effects.entries.clone()),
             Box::new(self.effects.read_failures.clone()),
             Box::new(self.audit_reopens.clone()),

@@ -127,7 +127,9 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
     let args = policy_args(&policy, lsm, false);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut agent = Agent::start_with("fleet-kill9", &declared(&nvme), 1 << 22, &args).unwrap();
-    assert_eq!(agent.scrape().unwrap().sum("fwctl_guard_policy_generation", &[]), 1.0);
+    let s = agent.scrape().unwrap();
+    assert_eq!(s.sum("fwctl_guard_policy_generation", &[]), 1.0);
+    assert_eq!(s.sum("fwctl_guard_pinned_set_info", &[("start", "attached")]), 1.0, "{}", s.text);
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = identify_load(&nvme, &stop);
@@ -165,6 +167,7 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
     if lsm {
         assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 1.0);
     }
+    assert_eq!(s.sum("fwctl_guard_pinned_set_info", &[("start", "adopted")]), 1.0, "{}", s.text);
 
     // The Format refused while the agent was down was queued in the pinned ring buffer
     // and logged by the restarted agent.
@@ -242,6 +245,7 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
     // went with it: the new build starts from zero (a counter reset Prometheus handles).
     let s = agent.scrape().unwrap();
     assert_eq!(s.sum("fwctl_guard_commands_total", &[("opcode_name", "identify")]), 0.0, "{}", s.text);
+    assert_eq!(s.sum("fwctl_guard_pinned_set_info", &[("start", "replaced")]), 1.0, "{}", s.text);
 
     // uninstall is refused while an agent holds the pin root...
     let pin_path = agent.pin_path.clone();
