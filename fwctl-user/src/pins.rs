@@ -123,7 +123,7 @@ impl PinRoot {
     /// so every program detaches once no process holds it.
     pub fn remove_all(self) -> Result<usize> {
         let sets = self.others(Path::new(""));
-        let links: Vec<u32> = sets.iter().flat_map(|set| link_ids(set)).collect();
+        let links: Vec<_> = sets.iter().flat_map(|set| link_ids(set)).collect();
         for set in &sets {
             remove_pins(set)?;
         }
@@ -192,9 +192,10 @@ impl PinSet {
         obj_get(&self.prog_path(name)).with_context(|| format!("opening the pinned program {name}"))
     }
 
-    /// Unpin everything of this set and let go of it: returns once its links are detached.
+    /// Unpin everything of this set and let go of it: returns once its links are released
+    /// (the caller may still hold the programs, e.g. for their statistics).
     pub fn remove(self) -> Result<()> {
-        let links = link_ids(&self.dir);
+        let links: Vec<_> = link_ids(&self.dir).into_iter().map(|(link, _)| (link, 0)).collect();
         remove_pins(&self.dir)?;
         drop(self.links);
         wait_detached(&links)
@@ -250,33 +251,42 @@ fn claim(meta_pin: &Path, agent: Agent) {
     }
 }
 
-/// The kernel ids of the links pinned in a set directory.
-fn link_ids(set: &Path) -> Vec<u32> {
+/// The kernel ids of the links pinned in a set directory, with their programs' ids.
+fn link_ids(set: &Path) -> Vec<(u32, u32)> {
     let Ok(entries) = fs::read_dir(set.join("links")) else { return Vec::new() };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| PinnedLink::from_pin(e.path()).ok())
-        .filter_map(|link| FdLink::from(link).info().ok().map(|info| info.id()))
+        .filter_map(|link| FdLink::from(link).info().ok().map(|info| (info.id(), info.program_id())))
         .collect()
 }
 
-/// Wait until the kernel has released `links`. bpffs frees an unlinked pin after an RCU
-/// grace period, so a link outlives its removed file briefly; callers (uninstall, the
-/// tests) must be able to rely on "removed" meaning "detached". A link still there after
-/// 10 s is held by some process's fd.
-fn wait_detached(links: &[u32]) -> Result<()> {
+/// Wait until the kernel has released `links` and their programs. bpffs frees an unlinked
+/// pin after an RCU grace period, and a link's id goes before its program is detached, so
+/// the program's id going is the sign it no longer runs; callers (uninstall, the tests)
+/// must be able to rely on "removed" meaning "detached". Still there after 10 s: some
+/// process holds an fd. A program id of 0 is not waited for.
+fn wait_detached(links: &[(u32, u32)]) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let alive: Vec<u32> = aya::programs::loaded_links()
+        let mut alive: Vec<u32> = aya::programs::loaded_links()
             .filter_map(Result::ok)
             .map(|info| info.id())
-            .filter(|id| links.contains(id))
+            .filter(|id| links.iter().any(|(link, _)| link == id))
             .collect();
+        alive.extend(
+            aya::programs::loaded_programs()
+                .filter_map(Result::ok)
+                .map(|info| info.id())
+                .filter(|id| links.iter().any(|(_, prog)| prog == id && *id != 0)),
+        );
         if alive.is_empty() {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            bail!("pins removed, but links {alive:?} are still attached: another process holds them open");
+            bail!(
+                "pins removed, but links/programs {alive:?} are still loaded: another process holds them open"
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
