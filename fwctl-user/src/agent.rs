@@ -106,12 +106,6 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     }
     let mut maps = kernel::take_maps(&mut ebpf)?;
     pins::write_meta(&mut maps.meta, me.into_meta(build, true))?;
-    // Make-before-break: only now that this set is attached, detach any other.
-    let replaced = root.others(&pins.dir);
-    for old in &replaced {
-        log::info!("replacing the pinned set {} (another build or hook set)", old.display());
-        pins::remove_pins(old)?;
-    }
     let programs = kernel::program_stats(&pins, &attached)?;
     let rule_ids = RuleIds::persistent(maps.rule_names);
     let (registry, agent_metrics) = metrics::registry(
@@ -137,22 +131,23 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         Runtime::new(path, rule_ids.clone(), maps.policy, agent_metrics.clone(), hook == Hook::Lsm)
     });
     let readiness = http::Readiness::new(runtime.is_some());
-    if let Some(runtime) = runtime.as_mut() {
-        runtime.reload("start-up")?;
-        readiness.set_policy_loaded();
-        if runtime.mode == Some(fwctl_common::policy::mode::ENFORCE) && hook != Hook::Lsm {
-            let why = format!(
-                "policy {} is in enforce mode but the LSM hook is not attached, so nothing can be denied. {}",
-                runtime.path.display(),
-                lsm_hint()
-            );
-            if !options.allow_audit_only {
-                anyhow::bail!(
-                    "{why} Pass --allow-audit-only to run it as audit only (deny becomes would_deny)."
-                );
-            }
-            eprintln!("fwctl-guard: warning: {why} Running audit-only (--allow-audit-only): fwctl_guard_enforcing is 0.");
+    if let Err(e) = start_policy(runtime.as_mut(), hook, options.allow_audit_only) {
+        if !adopted {
+            // A new set without its policy must not stay attached: an earlier set, if
+            // any, stays in charge with the policy it has.
+            let _ = pins.remove();
         }
+        return Err(e);
+    }
+    if runtime.is_some() {
+        readiness.set_policy_loaded();
+    }
+    // Make-before-break: only now that this set is attached and enforces its policy,
+    // detach any other.
+    let replaced = root.others(&pins.dir);
+    for old in &replaced {
+        log::info!("replacing the pinned set {} (another build or hook set)", old.display());
+        pins::remove_pins(old)?;
     }
     release_startup_memory();
     for program in &attached {
@@ -265,6 +260,25 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     rescanner.await.context("device rescan task")??;
     reloader.await.context("policy task")??;
     server.await.context("metrics task")??;
+    Ok(())
+}
+
+/// Install the configured policy at start-up; an enforce policy where nothing can be
+/// denied is refused unless `allow_audit_only`.
+fn start_policy(runtime: Option<&mut Runtime>, hook: Hook, allow_audit_only: bool) -> Result<()> {
+    let Some(runtime) = runtime else { return Ok(()) };
+    runtime.reload("start-up")?;
+    if runtime.mode == Some(fwctl_common::policy::mode::ENFORCE) && hook != Hook::Lsm {
+        let why = format!(
+            "policy {} is in enforce mode but the LSM hook is not attached, so nothing can be denied. {}",
+            runtime.path.display(),
+            lsm_hint()
+        );
+        if !allow_audit_only {
+            anyhow::bail!("{why} Pass --allow-audit-only to run it as audit only (deny becomes would_deny).");
+        }
+        eprintln!("fwctl-guard: warning: {why} Running audit-only (--allow-audit-only): fwctl_guard_enforcing is 0.");
+    }
     Ok(())
 }
 

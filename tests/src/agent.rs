@@ -129,6 +129,7 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
                 bail!("agent exited early ({status}):\n{}", self.output());
             }
             if let Ok(s) = scrape(&self.addr) {

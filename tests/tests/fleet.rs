@@ -215,6 +215,18 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
         config.replace("ring_buffer_bytes: 1048576", "ring_buffer_bytes: 2097152"),
     )
     .unwrap();
+    // A new build whose policy does not validate never takes over: its set is removed
+    // and the old one keeps enforcing.
+    let good = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, good.replace("action: deny", "action: dney")).unwrap();
+    let err = format!("{:#}", agent.restart().unwrap_err());
+    assert!(err.contains("dney"), "{err}");
+    assert_eq!(set_dirs(&agent.pin_path), first, "the old set alone, unchanged");
+    if lsm {
+        assert_eq!(nvme_admin(&nvme, FORMAT), EPERM, "the old set still enforces");
+    }
+    std::fs::write(&policy, good).unwrap();
+
     let stop = Arc::new(AtomicBool::new(false));
     let spam = {
         let (nvme, stop) = (nvme.clone(), stop.clone());
