@@ -287,6 +287,8 @@ fn start_policy(runtime: Option<&mut Runtime>, hook: Hook, allow_audit_only: boo
 pub fn uninstall(config_path: &Path, pin_path: Option<&Path>) -> Result<()> {
     let root = match pin_path {
         Some(path) => path.to_path_buf(),
+        // No configuration (already purged, or never written): the default root.
+        None if !config_path.exists() => PathBuf::from(pins::DEFAULT_ROOT),
         None => Config::load(config_path)?.pin_path,
     };
     if !root.exists() {
