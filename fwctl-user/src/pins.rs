@@ -106,7 +106,7 @@ impl PinRoot {
     }
 
     /// Mark this process as the agent in every set under the root whose META has this
-    /// layout (see `PinSet::claim`).
+    /// layout (see `claim`).
     pub fn claim_all(&self, agent: Agent) {
         for dir in self.others(Path::new("")) {
             claim(&dir.join("maps").join("META"), agent);
