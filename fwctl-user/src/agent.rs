@@ -246,6 +246,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     if options.cleanup {
         log::info!("stopping: removing the pinned objects and detaching every program (--cleanup)");
         pins.remove()?;
+        let _ = std::fs::remove_dir(&root.path); // only if no other set is left in it
         drop(ebpf); // with the pins gone, the last references: no new events after this point
     } else {
         pins::write_meta(&mut maps.meta, pins::Agent::default().into_meta(build, true))?;

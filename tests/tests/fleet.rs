@@ -172,6 +172,7 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
     // The Format refused while the agent was down was queued in the pinned ring buffer
     // and logged by the restarted agent.
     agent.stop().unwrap();
+    assert!(!agent.pin_path.exists(), "--cleanup leaves no pin root behind");
     // kill -9 can cut the line being written: that one line is unreadable, no other.
     let text = std::fs::read_to_string(&agent.audit_log).unwrap();
     let parsed: Vec<_> = text.lines().map(serde_json::from_str::<serde_json::Value>).collect();

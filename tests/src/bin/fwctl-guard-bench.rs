@@ -104,6 +104,11 @@ fn main() -> Result<()> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("fwctl-guard")))
+        .filter(|root| {
+            let sets = std::fs::read_dir(root).into_iter().flatten().flatten();
+            sets.into_iter()
+                .any(|set| std::fs::read_dir(set.path().join("links")).is_ok_and(|mut l| l.next().is_some()))
+        })
         .collect();
     if !pinned.is_empty() {
         anyhow::bail!(
