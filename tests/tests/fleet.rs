@@ -68,13 +68,19 @@ fn policy_args(policy: &Path, lsm: bool, keep_pins: bool) -> Vec<String> {
     args
 }
 
-/// A thread issuing Identify on the stand-in until stopped; it returns how many it issued
+/// A thread issuing Identify on the stand-in until stopped, at most ~50 per millisecond:
+/// enough to keep the agent busy, little enough that the 4 MiB ring buffer holds what
+/// queues up while no agent reads it (a full buffer drops events, counted, and the
+/// counters stay exact; this test wants the events too). It returns how many it issued
 /// and how many were refused with EPERM (none should be: Identify is allowed).
 fn identify_load(nvme: &Arc<StandIn>, stop: &Arc<AtomicBool>) -> thread::JoinHandle<(u64, u64)> {
     let (nvme, stop) = (nvme.clone(), stop.clone());
     thread::spawn(move || {
         let (mut issued, mut refused) = (0, 0);
         while !stop.load(Ordering::Relaxed) {
+            if issued % 50 == 49 {
+                thread::sleep(Duration::from_millis(1));
+            }
             issued += 1;
             if nvme_admin(&nvme, IDENTIFY) == EPERM {
                 refused += 1;
@@ -168,6 +174,7 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
         assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 1.0);
     }
     assert_eq!(s.sum("fwctl_guard_pinned_set_info", &[("start", "adopted")]), 1.0, "{}", s.text);
+    assert_eq!(s.sum("fwctl_guard_events_lost_total", &[]), 0.0, "the load is paced to fit the ring buffer");
 
     // The Format refused while the agent was down was queued in the pinned ring buffer
     // and logged by the restarted agent.
