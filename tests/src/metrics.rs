@@ -44,6 +44,20 @@ pub fn scrape(addr: &str) -> Result<Scrape> {
     Ok(Scrape { samples: parse(&text)?, text })
 }
 
+/// GET http://addr/path with curl: (HTTP status, body).
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}", &format!("http://{addr}{path}")])
+        .output()
+        .context("running curl")?;
+    if !out.status.success() {
+        bail!("curl {path}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let (body, code) = text.rsplit_once('\n').context("curl printed no status")?;
+    Ok((code.parse()?, body.to_string()))
+}
+
 /// Parse the Prometheus text format (the subset the agent emits).
 pub fn parse(text: &str) -> Result<BTreeMap<Sample, f64>> {
     let mut samples = BTreeMap::new();

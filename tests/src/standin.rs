@@ -56,3 +56,23 @@ impl StandIn {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// The stand-in as an NVMe controller and its errno-returning admin command, the way the
+/// policy and fleet tests use it (a tty: ENOTTY when a command reaches it, EPERM when
+/// the hook refused it).
+impl StandIn {
+    /// The agent's `devices:` entry declaring this node an NVMe controller.
+    pub fn declared_nvme(&self) -> [crate::agent::Declared<'static>; 1] {
+        [crate::agent::Declared { major_minor: self.major_minor(), class: "nvme", driver: "nvme" }]
+    }
+
+    /// Issue an NVMe admin command; the errno it failed with.
+    pub fn nvme_admin(&self, opcode: u8) -> i32 {
+        let p = crate::ioctls::nvme_passthru(opcode, 0, 0, false);
+        assert_eq!(
+            crate::ioctls::ioctl(self.fd(), crate::ioctls::NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64),
+            -1
+        );
+        std::io::Error::last_os_error().raw_os_error().unwrap()
+    }
+}

@@ -66,9 +66,7 @@ impl Run {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
-        if self.pins.exists() {
-            let _ = Command::new(agent_binary()).args(["uninstall", "--pin-path"]).arg(&self.pins).output();
-        }
+        fwctl_guard_tests::agent::remove_pins(&self.pins);
         self.output()
     }
 }

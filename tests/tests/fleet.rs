@@ -20,8 +20,8 @@ use std::{
 };
 
 use fwctl_guard_tests::{
-    agent::{agent_binary, Agent, Declared, KEEP_PINS},
-    ioctls::*,
+    agent::{agent_binary, Agent, KEEP_PINS},
+    metrics::http_get,
     privilege::{can_load_bpf, lsm_available},
     standin::StandIn,
 };
@@ -30,17 +30,6 @@ const ENOTTY: i32 = 25;
 const EPERM: i32 = 1;
 const IDENTIFY: u8 = 0x06;
 const FORMAT: u8 = 0x80;
-
-/// Issue an NVMe admin command on the stand-in; the errno it failed with.
-fn nvme_admin(node: &StandIn, opcode: u8) -> i32 {
-    let p = nvme_passthru(opcode, 0, 0, false);
-    assert_eq!(ioctl(node.fd(), NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64), -1);
-    std::io::Error::last_os_error().raw_os_error().unwrap()
-}
-
-fn declared(node: &StandIn) -> [Declared<'static>; 1] {
-    [Declared { major_minor: node.major_minor(), class: "nvme", driver: "nvme" }]
-}
 
 /// An enforce policy that denies Format NVM and allows the rest.
 fn deny_format_policy(name: &str) -> PathBuf {
@@ -83,7 +72,7 @@ fn identify_load(nvme: &Arc<StandIn>, stop: &Arc<AtomicBool>) -> thread::JoinHan
                 thread::sleep(Duration::from_millis(1));
             }
             issued += 1;
-            if nvme_admin(&nvme, IDENTIFY) == EPERM {
+            if nvme.nvme_admin(IDENTIFY) == EPERM {
                 refused += 1;
             }
         }
@@ -110,15 +99,6 @@ fn set_dirs(pin_path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn http_status(addr: &str, path: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
-        .arg(format!("http://{addr}{path}"))
-        .output()
-        .expect("curl runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them() {
     let test = "kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them";
@@ -135,7 +115,7 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // 64 MiB of ring buffer: ~450k events, 45 s of the paced load (a restart under TCG
     // takes a few seconds).
-    let mut agent = Agent::start_with("fleet-kill9", &declared(&nvme), 1 << 26, &args).unwrap();
+    let mut agent = Agent::start_with("fleet-kill9", &nvme.declared_nvme(), 1 << 26, &args).unwrap();
     let s = agent.scrape().unwrap();
     assert_eq!(s.sum("fwctl_guard_policy_generation", &[]), 1.0);
     assert_eq!(s.sum("fwctl_guard_pinned_set_info", &[("start", "attached")]), 1.0, "{}", s.text);
@@ -149,18 +129,18 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
     let links = pinned_links(&agent.pin_path);
     let hook = if lsm { "fwctl_lsm_file_ioctl" } else { "fwctl_sys_enter_ioctl" };
     assert!(links.iter().any(|l| l == hook), "links pinned after kill -9: {links:?}");
-    let format_while_down = nvme_admin(&nvme, FORMAT);
+    let format_while_down = nvme.nvme_admin(FORMAT);
     assert_eq!(format_while_down, if lsm { EPERM } else { ENOTTY }, "Format with the agent dead");
     thread::sleep(Duration::from_millis(300));
 
     agent.restart().unwrap();
     assert!(agent.output().contains("adopted, still attached"), "{}", agent.output());
-    assert_eq!(http_status(&agent.addr, "/readyz"), "200", "readyz after the restart");
+    assert_eq!(http_get(&agent.addr, "/readyz").unwrap().0, 200, "readyz after the restart");
     thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let (issued, refused) = load.join().unwrap();
     assert_eq!(refused, 0, "Identify is allowed throughout");
-    let after_format = nvme_admin(&nvme, FORMAT);
+    let after_format = nvme.nvme_admin(FORMAT);
     assert_eq!(after_format, format_while_down, "same verdict after the restart");
 
     // Every command counted exactly once across the two agents and the time between.
@@ -207,7 +187,7 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
     let policy = deny_format_policy("replace");
     let args = policy_args(&policy, lsm, true);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut agent = Agent::start_with("fleet-replace", &declared(&nvme), 1 << 20, &args).unwrap();
+    let mut agent = Agent::start_with("fleet-replace", &nvme.declared_nvme(), 1 << 20, &args).unwrap();
     let first = set_dirs(&agent.pin_path);
     assert_eq!(first.len(), 1, "{first:?}");
 
@@ -215,7 +195,7 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
     agent.stop().unwrap();
     assert!(agent.output().contains("stay attached"), "{}", agent.output());
     assert!(!pinned_links(&agent.pin_path).is_empty());
-    assert_eq!(nvme_admin(&nvme, IDENTIFY), ENOTTY);
+    assert_eq!(nvme.nvme_admin(IDENTIFY), ENOTTY);
 
     // Another build: a different ring-buffer size is baked in at load, so the pinned set
     // cannot be adopted. The new set is attached before the old one is removed: a thread
@@ -234,7 +214,7 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
     assert!(err.contains("dney"), "{err}");
     assert_eq!(set_dirs(&agent.pin_path), first, "the old set alone, unchanged");
     if lsm {
-        assert_eq!(nvme_admin(&nvme, FORMAT), EPERM, "the old set still enforces");
+        assert_eq!(nvme.nvme_admin(FORMAT), EPERM, "the old set still enforces");
     }
     std::fs::write(&policy, good).unwrap();
 
@@ -245,7 +225,7 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
             let (mut sent, mut through) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 sent += 1;
-                if nvme_admin(&nvme, FORMAT) != EPERM {
+                if nvme.nvme_admin(FORMAT) != EPERM {
                     through += 1;
                 }
             }
@@ -283,6 +263,6 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!pin_path.exists());
     if lsm {
-        assert_eq!(nvme_admin(&nvme, FORMAT), ENOTTY, "nothing attached after uninstall");
+        assert_eq!(nvme.nvme_admin(FORMAT), ENOTTY, "nothing attached after uninstall");
     }
 }

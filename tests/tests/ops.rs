@@ -85,16 +85,9 @@ fn wait_for(agent: &Agent, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape
     }
 }
 
-/// GET `path` with curl: (HTTP status, body).
+/// GET `path` from the agent with curl: (HTTP status, body).
 fn curl(agent: &Agent, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}", &format!("http://{}{path}", agent.addr)])
-        .output()
-        .expect("curl runs");
-    assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
+    fwctl_guard_tests::metrics::http_get(&agent.addr, path).unwrap()
 }
 
 fn lines(path: &Path) -> Vec<serde_json::Value> {

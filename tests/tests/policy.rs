@@ -12,7 +12,7 @@ use std::{
 };
 
 use fwctl_guard_tests::{
-    agent::{agent_binary, Agent, Declared},
+    agent::{agent_binary, Agent},
     ioctls::*,
     privilege::{can_load_bpf, lsm_available, vm_device},
     standin::StandIn,
@@ -41,17 +41,6 @@ const DENY_FORMAT: &str =
 const ALLOW_FORMAT: &str =
     "  - name: format-ok\n    action: audit\n    match: {class: nvme-admin, opcode: format-nvm}\n";
 
-/// Issue an NVMe admin command on the stand-in; the errno it failed with.
-fn nvme_admin(node: &StandIn, opcode: u8) -> i32 {
-    let p = nvme_passthru(opcode, 0, 0, false);
-    assert_eq!(ioctl(node.fd(), NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64), -1);
-    std::io::Error::last_os_error().raw_os_error().unwrap()
-}
-
-fn declared(node: &StandIn) -> [Declared<'static>; 1] {
-    [Declared { major_minor: node.major_minor(), class: "nvme", driver: "nvme" }]
-}
-
 #[test]
 fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
     if !can_load_bpf("audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap") {
@@ -59,13 +48,17 @@ fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
     }
     let nvme = StandIn::new().unwrap();
     let path = policy_file("audit.yaml", &policy("audit-a", "audit", DENY_FORMAT));
-    let mut agent =
-        Agent::start_with("policy-audit", &declared(&nvme), 1 << 20, &["--policy", path.to_str().unwrap()])
-            .unwrap();
+    let mut agent = Agent::start_with(
+        "policy-audit",
+        &nvme.declared_nvme(),
+        1 << 20,
+        &["--policy", path.to_str().unwrap()],
+    )
+    .unwrap();
     for _ in 0..3 {
-        assert_eq!(nvme_admin(&nvme, 0x80), ENOTTY, "audit mode never denies");
+        assert_eq!(nvme.nvme_admin(0x80), ENOTTY, "audit mode never denies");
     }
-    nvme_admin(&nvme, 0x06);
+    nvme.nvme_admin(0x06);
     let s = agent.wait_audit_events(4).unwrap();
     let count = |s: &fwctl_guard_tests::metrics::Scrape, verdict, rule| {
         s.sum(
@@ -93,11 +86,11 @@ fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
     let s = agent.reload(1, 1).unwrap();
     assert_eq!(s.sum("fwctl_guard_policy_generation", &[]), 1.0);
     assert!(agent.output().contains("action"), "the rejection says why:\n{}", agent.output());
-    nvme_admin(&nvme, 0x80);
+    nvme.nvme_admin(0x80);
     // A good file switches verdicts; counters carry on.
     policy_file("audit.yaml", &policy("audit-b", "audit", ALLOW_FORMAT));
     agent.reload(2, 1).unwrap();
-    nvme_admin(&nvme, 0x80);
+    nvme.nvme_admin(0x80);
     let s = agent.wait_audit_events(6).unwrap();
     assert_eq!(count(&s, "would_deny", "no-format"), 4.0, "{}", s.text);
     assert_eq!(count(&s, "audit", "format-ok"), 1.0, "{}", s.text);
@@ -121,16 +114,20 @@ fn reload_loop_every_command_is_evaluated_under_exactly_one_policy() {
     let two =
         policy("two", "audit", "  - name: rule-two\n    action: deny\n    match: {class: nvme-admin}\n");
     let path = policy_file("loop.yaml", &one);
-    let agent =
-        Agent::start_with("policy-loop", &declared(&nvme), 8 << 20, &["--policy", path.to_str().unwrap()])
-            .unwrap();
+    let agent = Agent::start_with(
+        "policy-loop",
+        &nvme.declared_nvme(),
+        8 << 20,
+        &["--policy", path.to_str().unwrap()],
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
     let client = {
         let (nvme, stop, issued) = (nvme.clone(), stop.clone(), issued.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                nvme_admin(&nvme, 0x06);
+                nvme.nvme_admin(0x06);
                 issued.fetch_add(1, Ordering::Relaxed);
                 // Continuous, but leaves the agent CPU to reload on a 2-vCPU machine.
                 std::thread::sleep(std::time::Duration::from_micros(200));
@@ -163,9 +160,9 @@ fn enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_else
     let path = policy_file("enforce.yaml", &policy("enforce", "enforce", DENY_FORMAT));
     let args = ["--policy", path.to_str().unwrap()];
     if lsm_available(&agent_binary()) {
-        let mut agent = Agent::start_with("policy-enforce", &declared(&nvme), 1 << 20, &args).unwrap();
-        assert_eq!(nvme_admin(&nvme, 0x80), EPERM, "denied before the driver");
-        assert_eq!(nvme_admin(&nvme, 0x06), ENOTTY, "other commands reach the driver");
+        let mut agent = Agent::start_with("policy-enforce", &nvme.declared_nvme(), 1 << 20, &args).unwrap();
+        assert_eq!(nvme.nvme_admin(0x80), EPERM, "denied before the driver");
+        assert_eq!(nvme.nvme_admin(0x06), ENOTTY, "other commands reach the driver");
         let s = agent.wait_audit_events(2).unwrap();
         assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 1.0);
         let denied =
@@ -179,12 +176,13 @@ fn enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_else
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         eprintln!("kernel {} refuses BPF LSM: checking the refusal and the audit-only path", kernel.trim());
         let err =
-            Agent::start_with("policy-enforce-refused", &declared(&nvme), 1 << 20, &args).err().unwrap();
+            Agent::start_with("policy-enforce-refused", &nvme.declared_nvme(), 1 << 20, &args).err().unwrap();
         let err = format!("{err:#}");
         assert!(err.contains("enforce mode") && err.contains("--allow-audit-only"), "{err}");
         let with = ["--policy", path.to_str().unwrap(), "--allow-audit-only"];
-        let mut agent = Agent::start_with("policy-audit-only", &declared(&nvme), 1 << 20, &with).unwrap();
-        assert_eq!(nvme_admin(&nvme, 0x80), ENOTTY, "nothing can be denied here");
+        let mut agent =
+            Agent::start_with("policy-audit-only", &nvme.declared_nvme(), 1 << 20, &with).unwrap();
+        assert_eq!(nvme.nvme_admin(0x80), ENOTTY, "nothing can be denied here");
         let s = agent.wait_audit_events(1).unwrap();
         assert_eq!(s.sum("fwctl_guard_enforcing", &[]), 0.0);
         assert_eq!(
