@@ -164,9 +164,7 @@ impl PinSet {
 
     /// The META entry of the set, if its map is pinned and readable.
     pub fn meta(&self) -> Option<AgentMeta> {
-        let data = MapData::from_pin(self.map_path("META")).ok()?;
-        let array: Array<MapData, AgentMeta> = Array::try_from(Map::Array(data)).ok()?;
-        array.get(&0, 0).ok()
+        open_meta(&self.map_path("META"))?.get(&0, 0).ok()
     }
 
     /// Whether an earlier agent left this exact build fully attached and pinned.
@@ -241,11 +239,15 @@ pub fn write_meta(meta: &mut Array<MapData, AgentMeta>, value: AgentMeta) -> Res
     meta.set(0, value, 0).context("writing the META map")
 }
 
+/// A pinned META map, if it is there and has this agent's value layout.
+fn open_meta(pin: &Path) -> Option<Array<MapData, AgentMeta>> {
+    Array::try_from(Map::Array(MapData::from_pin(pin).ok()?)).ok()
+}
+
 /// Write `agent` into a pinned META map, keeping its build id and completeness, if the
 /// map has this agent's layout (an older build's may not).
 fn claim(meta_pin: &Path, agent: Agent) {
-    let Ok(data) = MapData::from_pin(meta_pin) else { return };
-    let Ok(mut array) = Array::<_, AgentMeta>::try_from(Map::Array(data)) else { return };
+    let Some(mut array) = open_meta(meta_pin) else { return };
     if let Ok(meta) = array.get(&0, 0) {
         let _ = array.set(0, agent.into_meta(meta.build_id, meta.complete == 1), 0);
     }
