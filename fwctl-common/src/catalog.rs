@@ -682,6 +682,23 @@ pub const CXL_SEND_COMMAND_OPCODES: [u16; CXL_MEM_COMMAND_ID_MAX as usize] = [
 pub const CXL_DEPRECATED_COMMAND_OPCODES: [(u32, u16); 5] =
     [(15, 0x4300), (16, 0x4301), (17, 0x4302), (19, 0x4304), (20, 0x4305)];
 
+/// The catalog that names the opcodes of `class` on `driver` (`model::class`,
+/// `model::driver`): one per fwctl driver, the CXL mailbox for CXL memdevs and CXL fwctl
+/// nodes, and one per NVMe command set and SCSI.
+pub fn for_class(class: u8, driver: u8) -> Option<&'static Catalog> {
+    use crate::model::{class, driver};
+    match (class, driver) {
+        (class::FWCTL, driver::MLX5) => Some(&MLX5),
+        (class::FWCTL, driver::CXL) | (class::CXL_MEM, _) => Some(&CXL_MBOX),
+        (class::FWCTL, driver::PDS) => Some(&PDS),
+        (class::FWCTL, driver::BNXT) => Some(&BNXT_HWRM),
+        (class::NVME_ADMIN, _) => Some(&NVME_ADMIN),
+        (class::NVME_IO, _) => Some(&NVME_IO),
+        (class::SCSI, _) => Some(&SCSI_CDB),
+        _ => None,
+    }
+}
+
 /// Mailbox opcode for a non-RAW `CXL_MEM_SEND_COMMAND` id, or `None` for INVALID, RAW,
 /// deprecated and out-of-range ids.
 ///

@@ -10,7 +10,9 @@ pub mod abi;
 pub mod catalog;
 pub mod decode;
 pub mod effects;
+pub mod hook_set;
 pub mod model;
+pub mod object;
 pub mod policy;
 pub mod rpc_check;
 

@@ -14,6 +14,9 @@ pub mod class {
     pub const CXL_MEM: u8 = 4;
     pub const SCSI: u8 = 5;
 
+    /// Every class, in id order.
+    pub const ALL: [u8; 5] = [FWCTL, NVME_ADMIN, NVME_IO, CXL_MEM, SCSI];
+
     pub fn label(class: u8) -> &'static str {
         match class {
             FWCTL => "fwctl",
@@ -238,20 +241,6 @@ pub mod result {
     }
 }
 
-/// Which kernel hook observed the command.
-pub mod hook {
-    pub const SYSCALL_TRACEPOINT: u8 = 1;
-    pub const LSM: u8 = 2;
-
-    pub fn label(hook: u8) -> &'static str {
-        match hook {
-            SYSCALL_TRACEPOINT => "tracepoint",
-            LSM => "lsm",
-            _ => "unknown",
-        }
-    }
-}
-
 /// Indexes of the kernel-side failure counters (a per-CPU array): every drop is counted.
 pub mod stat {
     /// The ring buffer was full: the audit event was dropped (the counter was not).
@@ -452,6 +441,41 @@ pub const fn rdev_minor(rdev: u32) -> u32 {
     rdev & 0xfffff
 }
 
+/// Largest major and minor a `dev_t` holds (12 and 20 bits).
+pub const MAJOR_MAX: u32 = 0xfff;
+pub const MINOR_MAX: u32 = 0xfffff;
+
+/// Why a `MAJOR:MINOR` text is not a device number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MajorMinorError {
+    NoColon,
+    BadMajor,
+    BadMinor,
+    OutOfRange,
+}
+
+impl core::fmt::Display for MajorMinorError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            MajorMinorError::NoColon => "not MAJOR:MINOR",
+            MajorMinorError::BadMajor => "bad major",
+            MajorMinorError::BadMinor => "bad minor",
+            MajorMinorError::OutOfRange => "out of range (major < 4096, minor < 1048576)",
+        })
+    }
+}
+
+/// `MAJOR:MINOR` (decimal, as `/proc/devices`, sysfs `dev` files and `ls -l` print them).
+pub fn parse_major_minor(text: &str) -> Result<(u32, u32), MajorMinorError> {
+    let (major, minor) = text.split_once(':').ok_or(MajorMinorError::NoColon)?;
+    let major: u32 = major.trim().parse().map_err(|_| MajorMinorError::BadMajor)?;
+    let minor: u32 = minor.trim().parse().map_err(|_| MajorMinorError::BadMinor)?;
+    if major > MAJOR_MAX || minor > MINOR_MAX {
+        return Err(MajorMinorError::OutOfRange);
+    }
+    Ok((major, minor))
+}
+
 /// `S_IFMT` / `S_IFBLK` / `S_IFCHR` from include/uapi/linux/stat.h.
 pub const S_IFMT: u16 = 0o170000;
 pub const S_IFBLK: u16 = 0o060000;
@@ -570,6 +594,17 @@ mod tests {
         assert_ne!(device_key(false, 8, 0), device_key(false, 8, ANY_MINOR));
         assert_eq!(rdev_major((259 << 20) | 7), 259);
         assert_eq!(rdev_minor((259 << 20) | 7), 7);
+    }
+
+    #[test]
+    fn major_minor_text() {
+        assert_eq!(parse_major_minor("259:1"), Ok((259, 1)));
+        assert_eq!(parse_major_minor(" 8 : 0 "), Ok((8, 0)));
+        assert_eq!(parse_major_minor("259"), Err(MajorMinorError::NoColon));
+        assert_eq!(parse_major_minor("x:1"), Err(MajorMinorError::BadMajor));
+        assert_eq!(parse_major_minor("1:-1"), Err(MajorMinorError::BadMinor));
+        assert_eq!(parse_major_minor("4096:0"), Err(MajorMinorError::OutOfRange));
+        assert_eq!(parse_major_minor("1:1048576"), Err(MajorMinorError::OutOfRange));
     }
 
     #[test]

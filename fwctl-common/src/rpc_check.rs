@@ -9,7 +9,7 @@
 //! `(struct fwctl_uctx *, enum fwctl_rpc_scope, void *in, size_t in_len, size_t *out_len)`,
 //! and the payload layouts are the rows of `decode::fwctl::RPC_LAYOUTS`.
 
-use crate::model::{scope, Command};
+use crate::model::{driver, scope, Command};
 
 /// How a kernel copy compared with the decision.
 pub mod outcome {
@@ -59,6 +59,9 @@ pub fn compare(decided: &Command, kernel: &Command, kernel_scope: u32) -> u32 {
     }
     outcome::MATCH
 }
+
+/// The fwctl drivers whose `fw_rpc` is checked (one kprobe each, `hook_set::COMPANIONS`).
+pub const DRIVERS: [u8; 4] = [driver::CXL, driver::MLX5, driver::PDS, driver::BNXT];
 
 /// Index of the per-CPU check counters: (driver, outcome).
 pub const fn counter_index(driver: u8, outcome: u32) -> u32 {

@@ -13,7 +13,8 @@ use aya_ebpf::{
 };
 use fwctl_common::{
     abi::{ioctl_spec, uring_cmd_spec},
-    model::{hook, stat, verdict},
+    hook_set,
+    model::{stat, verdict},
 };
 
 use crate::{
@@ -115,7 +116,7 @@ fn observe(ctx: &LsmContext) -> Result<u8, i64> {
     let file = scalar_arg(ctx, 0)? as *const u8;
     let arg: u64 = ctx.arg(2);
     let key = bpf_get_current_pid_tgid();
-    Ok(inflight::begin(spec, node_of_file(file, &off), cmd, arg, hook::LSM, true, key))
+    Ok(inflight::begin(spec, node_of_file(file, &off), cmd, arg, hook_set::id::LSM, true, key))
 }
 
 /// `lsm/uring_cmd` (kernel >= 6.0): an io_uring `IORING_OP_URING_CMD` about to reach the
@@ -160,5 +161,5 @@ fn observe_uring_cmd(ctx: &LsmContext) -> Result<u8, i64> {
     };
     let arg = payload.wrapping_add(off.uring_payload_skip as u64);
     let node = node_of_file(file as *const u8, &off);
-    Ok(inflight::begin(spec, node, cmd_op, arg, hook::LSM, true, ioucmd as u64))
+    Ok(inflight::begin(spec, node, cmd_op, arg, hook_set::id::LSM, true, ioucmd as u64))
 }

@@ -1,5 +1,6 @@
-//! Every map and global the programs share with the agent. Names are part of the
-//! agent's contract (`fwctl_user::maps` looks them up by these names).
+//! Every map and global the programs share with the agent. The names are a contract:
+//! `fwctl_common::object` lists them for the agent, and an agent test checks that the
+//! built object has exactly those.
 
 use aya_ebpf::{
     macros::map,

@@ -4,7 +4,7 @@
 //! attaches these only when the LSM hook cannot load.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
-use fwctl_common::{abi::ioctl_spec, model::hook};
+use fwctl_common::{abi::ioctl_spec, hook_set};
 
 use crate::{device::node_of_fd, inflight, maps::offsets};
 
@@ -37,6 +37,6 @@ fn try_sys_enter_ioctl(ctx: &TracePointContext) -> Result<(), i64> {
     let fd = unsafe { ctx.read_at::<u64>(off.sys_enter_fd as usize) }?;
     let arg = unsafe { ctx.read_at::<u64>(off.sys_enter_arg as usize) }?;
     let key = bpf_get_current_pid_tgid();
-    inflight::begin(spec, node_of_fd(fd, &off), cmd, arg, hook::SYSCALL_TRACEPOINT, false, key);
+    inflight::begin(spec, node_of_fd(fd, &off), cmd, arg, hook_set::id::TRACEPOINT, false, key);
     Ok(())
 }

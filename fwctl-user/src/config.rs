@@ -1,7 +1,8 @@
 //! The agent configuration file (YAML): where metrics are served, where the audit log
 //! goes, and device nodes to watch beyond those the kernel's registries name.
 //!
-//! Not for policy: what to allow or deny lives in policy files.
+//! Not for policy: what to allow or deny lives in policy files. Plain data with its own
+//! validation: nothing here depends on the rest of the agent.
 
 use std::{
     net::SocketAddr,
@@ -12,7 +13,31 @@ use anyhow::{bail, Context as _, Result};
 use fwctl_common::model::{device_kind, driver};
 use serde::Deserialize;
 
-use crate::kernel::HookMode;
+/// Where the agent pins its programs, links and maps unless configured otherwise.
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/fwctl-guard";
+
+/// Which hook set observes the commands (`fwctl_common::hook_set`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookMode {
+    /// The best set that attaches: BPF LSM, else the syscall tracepoints.
+    Auto,
+    /// BPF LSM (`lsm/file_ioctl`, ...); fail if the kernel refuses it.
+    Lsm,
+    /// `syscalls:sys_enter_ioctl` / `sys_exit_ioctl` (observe only).
+    Tracepoint,
+}
+
+impl HookMode {
+    /// The hook set's label (`fwctl_common::hook_set::HookSet::label`); `None` for auto.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            HookMode::Auto => None,
+            HookMode::Lsm => Some("lsm"),
+            HookMode::Tracepoint => Some("tracepoint"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +65,7 @@ pub struct Config {
 }
 
 fn default_pin_path() -> PathBuf {
-    PathBuf::from(crate::pins::DEFAULT_ROOT)
+    PathBuf::from(DEFAULT_PIN_ROOT)
 }
 
 fn default_hook() -> HookMode {
@@ -212,8 +237,8 @@ impl Config {
             bail!("events.ring_buffer_bytes: {ring} is not a power of two of at least 4096");
         }
         let syslog = &self.audit.syslog;
-        crate::audit::syslog::facility(&syslog.facility).context("audit.syslog.facility")?;
-        crate::audit::syslog::check_ident(&syslog.ident).context("audit.syslog.ident")?;
+        syslog_facility(&syslog.facility).context("audit.syslog.facility")?;
+        check_syslog_ident(&syslog.ident).context("audit.syslog.ident")?;
         for (i, device) in self.devices.iter().enumerate() {
             device.kind().with_context(|| format!("devices[{i}]"))?;
             device.driver().with_context(|| format!("devices[{i}]"))?;
@@ -271,19 +296,72 @@ impl DeclaredDevice {
     }
 }
 
+/// `MAJOR:MINOR`, with the text in the error.
 pub fn parse_major_minor(text: &str) -> Result<(u32, u32)> {
-    let (major, minor) = text.split_once(':').with_context(|| format!("'{text}' is not MAJOR:MINOR"))?;
-    let major: u32 = major.trim().parse().with_context(|| format!("'{text}': bad major"))?;
-    let minor: u32 = minor.trim().parse().with_context(|| format!("'{text}': bad minor"))?;
-    if major > 0xfff || minor > 0xfffff {
-        bail!("'{text}': out of range (major < 4096, minor < 1048576)");
+    fwctl_common::model::parse_major_minor(text).map_err(|e| anyhow::anyhow!("'{text}': {e}"))
+}
+
+/// Syslog facilities by name (RFC 5424 table 1).
+const SYSLOG_FACILITIES: [(&str, u8); 20] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+/// The number of the syslog facility `name`.
+pub fn syslog_facility(name: &str) -> Result<u8> {
+    match SYSLOG_FACILITIES.iter().find(|(n, _)| *n == name) {
+        Some((_, code)) => Ok(*code),
+        None => {
+            let names: Vec<_> = SYSLOG_FACILITIES.iter().map(|(n, _)| *n).collect();
+            bail!("unknown facility '{name}' (one of {})", names.join(", "))
+        }
     }
-    Ok((major, minor))
+}
+
+/// A syslog tag that parsers read back as one word.
+pub fn check_syslog_ident(ident: &str) -> Result<()> {
+    if ident.is_empty()
+        || ident.len() > 32
+        || !ident.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b':' | b'[' | b']'))
+    {
+        bail!("'{ident}' must be 1-32 printable ASCII characters without spaces, ':', '[' or ']'");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facilities_and_idents() {
+        assert_eq!(syslog_facility("authpriv").unwrap(), 10);
+        assert_eq!(syslog_facility("local7").unwrap(), 23);
+        let err = syslog_facility("local8").unwrap_err().to_string();
+        assert!(err.contains("local8") && err.contains("authpriv"), "{err}");
+        assert!(check_syslog_ident("fwctl-guard").is_ok());
+        for bad in ["", "a b", "a:b", "a[1]", &"x".repeat(33)] {
+            assert!(check_syslog_ident(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn empty_file_gives_loopback_defaults() {

@@ -128,7 +128,7 @@ fn shipped_policies_say_what_the_issue_asks() {
     assert!(updater < deny, "the updater's exception must come before the deny");
     assert_eq!(fleet.rules[deny].action, Action::Deny);
     assert_eq!(fleet.rules[deny].matcher.opcodes.len(), 5);
-    // Commands no rule names are judged by what the device declares (issue 5).
+    // Commands no rule names are judged by what the device declares.
     let by_effect = fleet.rules.iter().find(|r| r.name == "declared-destructive").unwrap();
     assert_eq!(by_effect.action, Action::Deny);
     assert_ne!(by_effect.matcher.effects_any & fwctl_common::effects::effect::DATA_CHANGE_IMMEDIATE, 0);

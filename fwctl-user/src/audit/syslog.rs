@@ -11,7 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+
+use crate::config::{check_syslog_ident, syslog_facility};
 
 /// How long one send may wait for a full socket queue before records are dropped.
 const SEND_TIMEOUT: Duration = Duration::from_millis(100);
@@ -19,53 +21,8 @@ const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 /// daemon must not stall the audit log behind it).
 const BACKOFF: Duration = Duration::from_secs(1);
 
-const FACILITIES: [(&str, u8); 20] = [
-    ("kern", 0),
-    ("user", 1),
-    ("mail", 2),
-    ("daemon", 3),
-    ("auth", 4),
-    ("syslog", 5),
-    ("lpr", 6),
-    ("news", 7),
-    ("uucp", 8),
-    ("cron", 9),
-    ("authpriv", 10),
-    ("ftp", 11),
-    ("local0", 16),
-    ("local1", 17),
-    ("local2", 18),
-    ("local3", 19),
-    ("local4", 20),
-    ("local5", 21),
-    ("local6", 22),
-    ("local7", 23),
-];
-
 pub const LOG_WARNING: u8 = 4;
 pub const LOG_INFO: u8 = 6;
-
-/// The facility's number (RFC 5424 table 1).
-pub fn facility(name: &str) -> Result<u8> {
-    match FACILITIES.iter().find(|(n, _)| *n == name) {
-        Some((_, code)) => Ok(*code),
-        None => {
-            let names: Vec<_> = FACILITIES.iter().map(|(n, _)| *n).collect();
-            bail!("unknown facility '{name}' (one of {})", names.join(", "))
-        }
-    }
-}
-
-/// A tag syslog parsers read back as one word.
-pub fn check_ident(ident: &str) -> Result<()> {
-    if ident.is_empty()
-        || ident.len() > 32
-        || !ident.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b':' | b'[' | b']'))
-    {
-        bail!("'{ident}' must be 1-32 printable ASCII characters without spaces, ':', '[' or ']'");
-    }
-    Ok(())
-}
 
 pub struct SyslogSink {
     path: PathBuf,
@@ -81,11 +38,11 @@ pub struct SyslogSink {
 impl SyslogSink {
     /// Connecting may fail now (no daemon yet): each send tries again.
     pub fn new(path: &Path, facility_name: &str, ident: &str) -> Result<Self> {
-        check_ident(ident)?;
+        check_syslog_ident(ident)?;
         let mut sink = Self {
             path: path.to_path_buf(),
             socket: None,
-            facility: facility(facility_name)?,
+            facility: syslog_facility(facility_name)?,
             ident: ident.to_string(),
             pid: std::process::id(),
             backoff_until: None,
@@ -183,18 +140,6 @@ pub fn format_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn facilities_and_idents() {
-        assert_eq!(facility("authpriv").unwrap(), 10);
-        assert_eq!(facility("local7").unwrap(), 23);
-        let err = facility("local8").unwrap_err().to_string();
-        assert!(err.contains("local8") && err.contains("authpriv"), "{err}");
-        assert!(check_ident("fwctl-guard").is_ok());
-        for bad in ["", "a b", "a:b", "a[1]", &"x".repeat(33)] {
-            assert!(check_ident(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn messages_look_like_glibc_syslog() {

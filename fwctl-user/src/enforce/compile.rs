@@ -15,11 +15,8 @@ use fwctl_common::{
     },
 };
 
-use super::rule_ids::RuleIds;
-use crate::policy::schema::{Action, Match, Mode, OnToctou, Policy};
-
-/// Every command class (a rule without `class:` selects all of them).
-const ALL_CLASSES: [u8; 5] = [class::FWCTL, class::NVME_ADMIN, class::NVME_IO, class::CXL_MEM, class::SCSI];
+use crate::names::RuleIds;
+use crate::policy::resolved::{Action, Match, Mode, OnToctou, Policy};
 
 /// Cgroup id for a cgroup path that does not exist yet: matches no command.
 pub const UNRESOLVED_CGROUP: u64 = u64::MAX;
@@ -107,7 +104,7 @@ pub fn compile(policy: &Policy, ids: &RuleIds) -> Result<CompiledPolicy, Vec<Str
 
 /// The (class, driver, opcode) keys a rule's selection covers.
 fn index_keys(m: &Match) -> Vec<(u8, u8, u32)> {
-    let classes: Vec<u8> = if m.classes.is_empty() { ALL_CLASSES.to_vec() } else { m.classes.clone() };
+    let classes: Vec<u8> = if m.classes.is_empty() { class::ALL.to_vec() } else { m.classes.clone() };
     let drivers: Vec<u8> = if m.drivers.is_empty() { vec![ANY_DRIVER] } else { m.drivers.clone() };
     let mut keys = Vec::new();
     if m.opcodes.is_empty() {
@@ -302,7 +299,7 @@ rules:
         assert_eq!(p.index.get(&(class::FWCTL, ANY_DRIVER, ANY_OPCODE)), Some(&0b100));
         assert_eq!(p.index.len(), 3, "{:?}", p.index);
         let (any, _) = compiled("version: 1\nname: a\nmode: audit\ndefault: allow\nrules:\n  - name: all\n    action: audit\n    match: {}\n");
-        assert_eq!(any.index.len(), ALL_CLASSES.len());
+        assert_eq!(any.index.len(), class::ALL.len());
     }
 
     #[test]

@@ -4,46 +4,30 @@
 //! `fwctl_guard_policy_reload_failures_total` goes up.
 
 use std::{
-    os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{bail, Result};
-use sha2::{Digest, Sha256};
+use tokio::{signal::unix::Signal, sync::watch as shutdown_watch};
 
-use super::{
-    compile::{compile, CompiledPolicy},
-    install::PolicyMaps,
-    rule_ids::RuleIds,
-};
-use crate::{metrics::AgentMetrics, policy};
+use super::{compile::CompiledPolicy, load::load, metrics::PolicyMetrics};
+use crate::{names::RuleIds, policy};
 
-/// A policy file that passed every check, compiled.
-pub struct Loaded {
-    pub compiled: CompiledPolicy,
-    pub sha256: String,
-    pub warnings: Vec<String>,
-}
-
-/// Read, validate and compile `path` (a file or a policy directory); Err holds every
-/// problem, rendered `file:line:col: ...`.
-pub fn load(path: &Path, ids: &RuleIds) -> Result<Loaded, Vec<String>> {
-    let file = path.display().to_string();
-    let sha256 = digest(path).map_err(|e| vec![format!("{file}: cannot read: {e}")])?;
-    let (policy, warnings) =
-        policy::load(path).map_err(|d| d.iter().map(|d| d.render(&file)).collect::<Vec<_>>())?;
-    let compiled = compile(&policy, ids)
-        .map_err(|e| e.into_iter().map(|e| format!("{file}: {e}")).collect::<Vec<_>>())?;
-    Ok(Loaded { compiled, sha256, warnings: warnings.iter().map(|w| w.render(&file)).collect() })
+/// Where a compiled policy is installed (the kernel's policy maps, `kernel::PolicyMaps`).
+pub trait PolicyStore: Send {
+    /// Install `policy` so that it replaces the active one in one step; returns its
+    /// generation (1 for the first policy ever installed in this store).
+    fn install(&mut self, policy: &CompiledPolicy) -> Result<u64>;
 }
 
 /// The policy the kernel enforces, and how to replace it.
 pub struct Runtime {
     pub path: PathBuf,
     pub ids: RuleIds,
-    maps: PolicyMaps,
-    metrics: AgentMetrics,
+    store: Box<dyn PolicyStore>,
+    metrics: PolicyMetrics,
     /// The hook can deny (LSM); otherwise `enforce` policies only record would_deny.
     can_deny: bool,
     /// What the policy's files looked like at the last (attempted) load.
@@ -53,8 +37,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(path: PathBuf, ids: RuleIds, maps: PolicyMaps, metrics: AgentMetrics, can_deny: bool) -> Self {
-        Self { path, ids, maps, metrics, can_deny, stamp: None, mode: None }
+    pub fn new(
+        path: PathBuf,
+        ids: RuleIds,
+        store: Box<dyn PolicyStore>,
+        metrics: PolicyMetrics,
+        can_deny: bool,
+    ) -> Self {
+        Self { path, ids, store, metrics, can_deny, stamp: None, mode: None }
     }
 
     /// Load and install the policy; on failure the running one stays and the failure is counted.
@@ -63,7 +53,7 @@ impl Runtime {
         let loaded = match load(&self.path, &self.ids) {
             Ok(loaded) => loaded,
             Err(errors) => {
-                self.metrics.policy_reload_failures.inc();
+                self.metrics.reload_failures.inc();
                 for e in &errors {
                     log::error!("{e}");
                 }
@@ -77,20 +67,20 @@ impl Runtime {
         for w in &loaded.warnings {
             log::warn!("{w}");
         }
-        let generation = match self.maps.install(&loaded.compiled) {
+        let generation = match self.store.install(&loaded.compiled) {
             Ok(g) => g,
             Err(e) => {
-                self.metrics.policy_reload_failures.inc();
+                self.metrics.reload_failures.inc();
                 return Err(e.context("installing the policy"));
             }
         };
         let c = &loaded.compiled;
         self.mode = Some(c.mode);
-        self.metrics.policy_info.reset();
-        self.metrics.policy_info.with_label_values(&[&c.name, &loaded.sha256, &c.version.to_string()]).set(1);
-        self.metrics.policy_generation.set(generation as i64);
+        self.metrics.info.reset();
+        self.metrics.info.with_label_values(&[&c.name, &loaded.sha256, &c.version.to_string()]).set(1);
+        self.metrics.generation.set(generation as i64);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        self.metrics.policy_last_reload.set(now);
+        self.metrics.last_reload.set(now);
         let enforcing = c.mode == fwctl_common::policy::mode::ENFORCE && self.can_deny;
         self.metrics.enforcing.set(enforcing as i64);
         log::info!(
@@ -113,6 +103,35 @@ impl Runtime {
     }
 }
 
+/// Reload the policy on SIGHUP, and when its file changes (checked every 2 s), until
+/// `shutdown` flips. Without a policy, SIGHUP is only logged.
+pub async fn watch(
+    mut runtime: Option<Runtime>,
+    mut hup: Signal,
+    mut shutdown: shutdown_watch::Receiver<bool>,
+) -> Result<()> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match runtime.as_mut() {
+                Some(runtime) => {
+                    if let Err(e) = runtime.reload("SIGHUP") {
+                        log::error!("{e:#}");
+                        eprintln!("fwctl-guard: {e:#}");
+                    }
+                }
+                None => log::info!("SIGHUP: no policy is configured, nothing to reload"),
+            },
+            _ = tick.tick() => {
+                if let Some(runtime) = runtime.as_mut() {
+                    runtime.reload_if_changed();
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
 /// Per file of the policy: name, inode, size, mtime. `install` (a new inode) and an edit in
 /// place within one mtime tick (a new size) are both seen.
 type Stamp = Vec<(PathBuf, u64, u64, SystemTime)>;
@@ -126,22 +145,4 @@ fn stamp(path: &Path) -> Option<Stamp> {
             Some((f, m.ino(), m.len(), m.modified().ok()?))
         })
         .collect()
-}
-
-/// sha256 of the policy file, or of a directory's members (each file's name and contents,
-/// in merge order), as `fwctl_guard_policy_info{sha256}` shows it.
-pub fn digest(path: &Path) -> std::io::Result<String> {
-    if !path.is_dir() {
-        return Ok(format!("{:x}", Sha256::digest(std::fs::read(path)?)));
-    }
-    let mut hash = Sha256::new();
-    for file in policy::dir::members(path)? {
-        let name = file.file_name().unwrap_or_default().as_bytes();
-        let text = std::fs::read(&file)?;
-        hash.update((name.len() as u64).to_le_bytes());
-        hash.update(name);
-        hash.update((text.len() as u64).to_le_bytes());
-        hash.update(&text);
-    }
-    Ok(format!("{:x}", hash.finalize()))
 }

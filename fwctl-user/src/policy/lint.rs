@@ -7,7 +7,7 @@ use fwctl_common::model::{class, driver};
 use super::{
     diag::Diagnostic,
     names,
-    schema::{Match, Policy, Rule},
+    resolved::{Match, Policy, Rule},
 };
 
 /// Every warning for `policy`, in rule order.

@@ -3,16 +3,17 @@
 //! This is the front end, pure Rust and free of kernel types: read a file, check it
 //! against the schema, resolve every name (classes, drivers, scopes, catalog opcodes,
 //! cgroups, devices) to numbers, and warn about rules that can never match. The compiler
-//! that turns a [`Policy`] into map contents consumes the types of [`schema`].
+//! that turns a [`Policy`] into map contents consumes the types of [`resolved`].
 //!
 //! - [`yaml`]: the document as a tree of located nodes (YAML syntax errors end here).
 //! - [`resolve`]: schema check and name resolution, every error at its line and column.
 //! - [`names`]: the vocabulary (class/driver/scope names, opcode catalogs per class).
 //! - [`values`]: single values (opcodes, numbers, comm, cgroup, device).
 //! - [`lint`]: warnings (shadowed rules, rules that exclude themselves).
-//! - [`doc`]: the document as types: the JSON Schema and the keys `resolve` takes.
+//! - [`json_schema`]: the document as types: the JSON Schema and the keys `resolve` takes.
 //! - [`dir`]: a policy directory (`policy.d`) merged into one policy.
-//! - [`diag`]: the diagnostics; [`check`]: `fwctl-guard policy check`.
+//! - [`diag`]: the diagnostics.
+//! - [`resolved`]: the resolved policy, what [`load`] returns.
 //!
 //! ```yaml
 //! version: 1                 # required, only 1
@@ -31,14 +32,13 @@
 //!       not: { uid: 1000 }   # same keys; the rule matches only if this does not
 //! ```
 
-pub mod check;
 pub mod diag;
 pub mod dir;
-pub mod doc;
+pub mod json_schema;
 pub mod lint;
 pub mod names;
 pub mod resolve;
-pub mod schema;
+pub mod resolved;
 pub mod values;
 pub mod yaml;
 
@@ -46,7 +46,7 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Severity};
 pub use resolve::Host;
-pub use schema::{Action, CgroupSel, DeviceSel, Match, Mode, OnToctou, OpcodeSel, Policy, Rule};
+pub use resolved::{Action, CgroupSel, DeviceSel, Match, Mode, OnToctou, OpcodeSel, Policy, Rule};
 
 /// A valid policy and its warnings, or every error (and warning) found.
 pub type Outcome = Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>>;

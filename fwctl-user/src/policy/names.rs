@@ -2,14 +2,9 @@
 //! which opcode catalog applies to a class (and fwctl driver), and "did you mean" hints.
 
 use fwctl_common::{
-    catalog::{names_match, Catalog},
+    catalog::{for_class as catalog_for, names_match, Catalog},
     model::{class, driver, scope},
 };
-
-use crate::labels::catalog_for;
-
-/// Every class a policy can name, in `model::class` order.
-pub const CLASSES: [u8; 5] = [class::FWCTL, class::NVME_ADMIN, class::NVME_IO, class::CXL_MEM, class::SCSI];
 
 /// Every driver a policy can name (`unknown` is not a name).
 pub const DRIVERS: [u8; 10] = [
@@ -38,7 +33,7 @@ fn find(ids: &[u8], label: fn(u8) -> &'static str, name: &str) -> Option<u8> {
 
 /// Class id of a name (case-insensitive, `_` = `-`).
 pub fn class_from_name(name: &str) -> Option<u8> {
-    find(&CLASSES, class::label, name)
+    find(&class::ALL, class::label, name)
 }
 
 pub fn driver_from_name(name: &str) -> Option<u8> {
@@ -127,9 +122,9 @@ fn spaces_for(classes: &[u8], drivers: &[u8]) -> Vec<Space> {
     let classes: Vec<u8> = if !classes.is_empty() {
         classes.to_vec()
     } else if !drivers.is_empty() {
-        CLASSES.into_iter().filter(|c| drivers.iter().any(|d| compatible(*c, *d))).collect()
+        class::ALL.into_iter().filter(|c| drivers.iter().any(|d| compatible(*c, *d))).collect()
     } else {
-        CLASSES.to_vec()
+        class::ALL.to_vec()
     };
     let mut out = Vec::new();
     for c in classes {

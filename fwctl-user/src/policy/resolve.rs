@@ -14,8 +14,8 @@ use fwctl_common::{
 
 use super::{
     diag::Diagnostic,
-    doc, names,
-    schema::{Action, Match, Mode, OnToctou, OpcodeSel, Policy, Rule, SCHEMA_VERSION},
+    json_schema, names,
+    resolved::{Action, Match, Mode, OnToctou, OpcodeSel, Policy, Rule, SCHEMA_VERSION},
     values,
     yaml::{Node, Value},
 };
@@ -35,17 +35,17 @@ impl Default for Host {
 
 // The keys each mapping takes, from the document types the JSON Schema is generated from.
 fn top_keys() -> &'static [&'static str] {
-    doc::keys::<doc::PolicyDoc>()
+    json_schema::keys::<json_schema::PolicyDoc>()
 }
 fn rule_keys() -> &'static [&'static str] {
-    doc::keys::<doc::RuleDoc>()
+    json_schema::keys::<json_schema::RuleDoc>()
 }
 /// `not` is last: a `not` block takes every key but the last.
 fn match_keys() -> &'static [&'static str] {
-    doc::keys::<doc::MatchDoc>()
+    json_schema::keys::<json_schema::MatchDoc>()
 }
 fn effects_keys() -> &'static [&'static str] {
-    doc::keys::<doc::EffectsDoc>()
+    json_schema::keys::<json_schema::EffectsDoc>()
 }
 
 /// Check `root` against the schema and resolve it. The policy comes back only when there
@@ -401,14 +401,14 @@ impl Cx<'_> {
     /// A `match` (or, with `outer`, the `not` inside the match whose classes and drivers
     /// are `outer`: opcode names in a `not` resolve within its rule's classes).
     fn matcher(&mut self, node: &Node, path: &str, outer: Option<(&[u8], &[u8])>) -> Option<Match> {
-        let allowed = if outer.is_some() { doc::keys::<doc::NotDoc>() } else { match_keys() };
+        let allowed = if outer.is_some() { json_schema::keys::<json_schema::NotDoc>() } else { match_keys() };
         let fields = self.fields(node, path, allowed)?;
         let before = self.diags.len();
         let mut m = Match::default();
         let f = |key: &str| join(path, key);
 
         m.classes = self.list(&fields, "class", path, |cx, n| {
-            cx.named(n, &f("class"), "class", &names::CLASSES, class::label, names::class_from_name)
+            cx.named(n, &f("class"), "class", &class::ALL, class::label, names::class_from_name)
         });
         m.drivers = self.list(&fields, "driver", path, |cx, n| {
             cx.named(n, &f("driver"), "driver", &names::DRIVERS, driver::label, names::driver_from_name)

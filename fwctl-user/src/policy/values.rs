@@ -11,7 +11,7 @@ use fwctl_common::model::{class, OPCODE_NONE};
 
 use super::{
     names::{self, Space},
-    schema::{comm_bytes, CgroupSel, DeviceSel, OpcodeSel, COMM_MAX},
+    resolved::{comm_bytes, CgroupSel, DeviceSel, OpcodeSel, COMM_MAX},
     yaml::{Node, Value},
 };
 

@@ -1,0 +1,317 @@
+//! The hook sets: which eBPF programs see passthrough commands, where each one attaches,
+//! what it can do, and what the kernel needs for it. This table is the one description
+//! of "what runs where": the agent's loader attaches from it, `fwctl-guard probe` reports
+//! from it, pins and metrics take their labels from it, and the tests read it.
+//!
+//! A hook set is chosen once per agent (config `hook`); [`COMPANIONS`] attach beside
+//! whichever set runs, where the kernel has what they need. Adding a hook set is one row
+//! here plus its programs in the eBPF crate.
+//!
+//! Not for: attaching (the agent's `kernel` module does that) or deciding which set a
+//! kernel can run (that is found by trying, since a program the kernel accepts may still
+//! never run).
+
+/// Hook set ids: the value of `Event::hook`, so the audit log says which set saw a command.
+pub mod id {
+    pub const TRACEPOINT: u8 = 1;
+    pub const LSM: u8 = 2;
+}
+
+/// How a program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// BPF LSM program on the named LSM hook (`security_<hook>` calls it when `bpf` is active).
+    Lsm(&'static str),
+    /// fexit on a vmlinux function.
+    FExit(&'static str),
+    /// A classic tracepoint (category, event).
+    TracePoint(&'static str, &'static str),
+    /// A kprobe on a kernel function (modules included).
+    KProbe(&'static str),
+}
+
+impl Attach {
+    /// The program type as `fwctl-guard probe` and the logs name it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Attach::Lsm(_) => "lsm",
+            Attach::FExit(_) => "fexit",
+            Attach::TracePoint(..) => "tracepoint",
+            Attach::KProbe(_) => "kprobe",
+        }
+    }
+}
+
+/// What a program does with a command (a bit set).
+pub mod role {
+    /// Decodes the command, applies the policy, counts it and parks it.
+    pub const OBSERVE: u8 = 1;
+    /// Runs before the driver and can refuse the command.
+    pub const DENY: u8 = 2;
+    /// Sees the command's result: completes the count and sends the audit event.
+    pub const RESULT: u8 = 4;
+    /// Compares what reached the driver with what was decided (TOCTOU).
+    pub const CHECK: u8 = 8;
+}
+
+/// When a program of a set is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Always: the set fails without it.
+    Required,
+    /// Where the kernel has the hook (newer kernels, IA32 emulation): skipped, with the
+    /// kernel's reason in the log, where it does not.
+    IfSupported,
+    /// When the nvme module is loaded (its tracepoints exist).
+    NvmeLoaded,
+    /// When io_uring commands can be watched on this kernel (their layout was resolved)
+    /// and the named program of the set (its io_uring command hook) was attached.
+    WithUring(&'static str),
+    /// When the kernel has the target function (a module that may not be loaded).
+    FunctionPresent,
+}
+
+/// One program: its name in the eBPF object (the function name) and how it attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    pub name: &'static str,
+    pub attach: Attach,
+    /// [`role`] bits.
+    pub role: u8,
+    pub when: When,
+    /// The oldest kernel with the hook, for `probe` and the documentation (`""`: any the
+    /// set runs on).
+    pub since: &'static str,
+}
+
+/// One hook set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookSet {
+    /// [`id`]: in audit events.
+    pub id: u8,
+    /// Its name in the configuration (`hook:`), metrics, pins (`<label>-<build>`) and the
+    /// audit log.
+    pub label: &'static str,
+    /// A few words for people.
+    pub title: &'static str,
+    /// Whether it can refuse a command before the driver runs.
+    pub can_deny: bool,
+    /// What the kernel must offer, in words.
+    pub needs: &'static str,
+    /// What every other process pays while it is attached.
+    pub cost: &'static str,
+    pub programs: &'static [Program],
+}
+
+impl HookSet {
+    /// The program called `name`, if the set has one.
+    pub fn program(&self, name: &str) -> Option<&'static Program> {
+        self.programs.iter().find(|p| eq(p.name, name))
+    }
+}
+
+/// BPF LSM: decides before the driver runs; no syscall tracepoint.
+pub const LSM: HookSet = HookSet {
+    id: id::LSM,
+    label: "lsm",
+    title: "BPF LSM",
+    can_deny: true,
+    needs: "BTF, BPF trampolines, and `bpf` in the active LSM list (/sys/kernel/security/lsm)",
+    cost: "no syscall tracepoint: only ioctls and io_uring commands pass through the hooks",
+    programs: &[
+        Program {
+            name: "fwctl_lsm_file_ioctl",
+            attach: Attach::Lsm("file_ioctl"),
+            role: role::OBSERVE | role::DENY,
+            when: When::Required,
+            since: "",
+        },
+        Program {
+            name: "fwctl_fexit_sys_ioctl",
+            attach: Attach::FExit("__x64_sys_ioctl"),
+            role: role::RESULT,
+            when: When::Required,
+            since: "",
+        },
+        Program {
+            name: "fwctl_lsm_file_ioctl_compat",
+            attach: Attach::Lsm("file_ioctl_compat"),
+            role: role::OBSERVE | role::DENY,
+            when: When::IfSupported,
+            since: "6.8",
+        },
+        Program {
+            name: "fwctl_fexit_compat_sys_ioctl",
+            attach: Attach::FExit("__ia32_compat_sys_ioctl"),
+            role: role::RESULT,
+            when: When::IfSupported,
+            since: "",
+        },
+        Program {
+            name: "fwctl_lsm_uring_cmd",
+            attach: Attach::Lsm("uring_cmd"),
+            role: role::OBSERVE | role::DENY,
+            when: When::IfSupported,
+            since: "5.19",
+        },
+        Program {
+            name: "fwctl_io_uring_complete",
+            attach: Attach::TracePoint("io_uring", "io_uring_complete"),
+            role: role::RESULT,
+            when: When::WithUring("fwctl_lsm_uring_cmd"),
+            since: "5.19",
+        },
+    ],
+};
+
+/// Syscall tracepoints: the fallback. Observes only, and every syscall of every task
+/// takes the tracing slow path while it is attached.
+pub const TRACEPOINT: HookSet = HookSet {
+    id: id::TRACEPOINT,
+    label: "tracepoint",
+    title: "syscall tracepoints",
+    can_deny: false,
+    needs: "tracefs with syscall events (CONFIG_FTRACE_SYSCALLS)",
+    cost: "every syscall of every task takes the tracing slow path",
+    programs: &[
+        Program {
+            name: "fwctl_sys_enter_ioctl",
+            attach: Attach::TracePoint("syscalls", "sys_enter_ioctl"),
+            role: role::OBSERVE,
+            when: When::Required,
+            since: "",
+        },
+        Program {
+            name: "fwctl_sys_exit_ioctl",
+            attach: Attach::TracePoint("syscalls", "sys_exit_ioctl"),
+            role: role::RESULT,
+            when: When::Required,
+            since: "",
+        },
+    ],
+};
+
+/// Every hook set, best first: the order `hook: auto` tries them in.
+pub const ALL: [&HookSet; 2] = [&LSM, &TRACEPOINT];
+
+/// Programs attached beside any hook set where the kernel has their target: the NVMe
+/// driver's own tracepoints (mailbox counters and the NVMe TOCTOU check) and the fwctl
+/// drivers' `fw_rpc` functions (the fwctl kernel-copy check; kprobes, because these live
+/// in modules and aya attaches fentry only to vmlinux functions).
+pub const COMPANIONS: [Program; 6] = [
+    Program {
+        name: "fwctl_nvme_setup_cmd",
+        attach: Attach::TracePoint("nvme", "nvme_setup_cmd"),
+        role: role::CHECK,
+        when: When::NvmeLoaded,
+        since: "",
+    },
+    Program {
+        name: "fwctl_nvme_complete_rq",
+        attach: Attach::TracePoint("nvme", "nvme_complete_rq"),
+        role: role::RESULT,
+        when: When::NvmeLoaded,
+        since: "",
+    },
+    Program {
+        name: "fwctl_rpc_check_cxl",
+        attach: Attach::KProbe("cxlctl_fw_rpc"),
+        role: role::CHECK,
+        when: When::FunctionPresent,
+        since: "6.15",
+    },
+    Program {
+        name: "fwctl_rpc_check_mlx5",
+        attach: Attach::KProbe("mlx5ctl_fw_rpc"),
+        role: role::CHECK,
+        when: When::FunctionPresent,
+        since: "6.15",
+    },
+    Program {
+        name: "fwctl_rpc_check_pds",
+        attach: Attach::KProbe("pdsfc_fw_rpc"),
+        role: role::CHECK,
+        when: When::FunctionPresent,
+        since: "6.15",
+    },
+    Program {
+        name: "fwctl_rpc_check_bnxt",
+        attach: Attach::KProbe("bnxtctl_fw_rpc"),
+        role: role::CHECK,
+        when: When::FunctionPresent,
+        since: "6.15",
+    },
+];
+
+/// The hook set with this [`id`].
+pub fn by_id(id: u8) -> Option<&'static HookSet> {
+    ALL.into_iter().find(|s| s.id == id)
+}
+
+/// The hook set called `label` (`lsm`, `tracepoint`).
+pub fn by_label(label: &str) -> Option<&'static HookSet> {
+    ALL.into_iter().find(|s| eq(s.label, label))
+}
+
+/// The label of hook set `id`, `unknown` for anything else.
+pub fn label(id: u8) -> &'static str {
+    match by_id(id) {
+        Some(set) => set.label,
+        None => "unknown",
+    }
+}
+
+/// `str` equality usable in this `no_std` crate's const-free helpers.
+fn eq(a: &str, b: &str) -> bool {
+    a.as_bytes() == b.as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_labels_and_names_are_unique() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert_eq!(by_id(a.id), Some(*a));
+            assert_eq!(by_label(a.label), Some(*a));
+            for b in &ALL[i + 1..] {
+                assert_ne!((a.id, a.label), (b.id, b.label));
+            }
+        }
+        let names = ALL.iter().flat_map(|s| s.programs.iter()).chain(COMPANIONS.iter()).map(|p| p.name);
+        for (i, a) in names.clone().enumerate() {
+            assert_eq!(names.clone().skip(i + 1).filter(|b| *b == a).count(), 0, "{a} twice");
+        }
+        assert_eq!(label(0), "unknown");
+    }
+
+    #[test]
+    fn every_set_observes_and_sees_results_and_only_deniers_deny() {
+        for set in ALL {
+            let required = |bit| set.programs.iter().any(|p| p.when == When::Required && p.role & bit != 0);
+            assert!(required(role::OBSERVE), "{}: no required observer", set.label);
+            assert!(required(role::RESULT), "{}: no required result hook", set.label);
+            let denies = set.programs.iter().any(|p| p.role & role::DENY != 0);
+            assert_eq!(denies, set.can_deny, "{}", set.label);
+        }
+        assert!(COMPANIONS.iter().all(|p| p.role & role::DENY == 0));
+    }
+
+    #[test]
+    fn programs_attached_after_another_name_one_of_their_set() {
+        for set in ALL {
+            for p in set.programs {
+                if let When::WithUring(hook) = p.when {
+                    assert!(set.program(hook).is_some(), "{}: {hook} not in the set", p.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_auto_order_prefers_a_set_that_denies() {
+        assert!(ALL[0].can_deny);
+        assert!(!ALL[ALL.len() - 1].can_deny);
+    }
+}
