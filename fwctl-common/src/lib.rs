@@ -15,6 +15,7 @@ pub mod model;
 pub mod object;
 pub mod policy;
 pub mod rpc_check;
+mod vocab;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -2,95 +2,62 @@
 //! driver, ioctl, scope, decode status, verdict, result) with their stable text labels,
 //! and the `#[repr(C)]` structs stored in maps or sent through the ring buffer.
 //!
-//! Vocabularies are plain `u8` constants rather than Rust enums because the structs must
-//! accept every bit pattern (aya `Pod`); `label` functions turn them into the strings
-//! used by metrics, the audit log and (later) policies.
+//! Vocabularies are plain `u8`/`u32` constants rather than Rust enums because the structs
+//! must accept every bit pattern (aya `Pod`); each is declared once with [`vocab!`], whose
+//! `label`/`from_label` turn ids into the strings metrics, the audit log and policy files
+//! use, and back.
+//!
+//! Not for: behaviour. What the kernel decides with these values lives in the modules that
+//! decide (`policy`, `parked`, `submission`, `lsm`); device numbers are in `device_number`.
 
-/// Command classes: what kind of firmware command an ioctl carries.
-pub mod class {
-    pub const FWCTL: u8 = 1;
-    pub const NVME_ADMIN: u8 = 2;
-    pub const NVME_IO: u8 = 3;
-    pub const CXL_MEM: u8 = 4;
-    pub const SCSI: u8 = 5;
+use crate::vocab::vocab;
 
-    /// Every class, in id order.
-    pub const ALL: [u8; 5] = [FWCTL, NVME_ADMIN, NVME_IO, CXL_MEM, SCSI];
-
-    pub fn label(class: u8) -> &'static str {
-        match class {
-            FWCTL => "fwctl",
-            NVME_ADMIN => "nvme-admin",
-            NVME_IO => "nvme-io",
-            CXL_MEM => "cxl-mem",
-            SCSI => "scsi",
-            _ => "unknown",
-        }
+vocab! {
+    /// Command classes: what kind of firmware command an ioctl carries.
+    pub mod class: u8 {
+        /// fwctl RPCs (`FWCTL_RPC`, `FWCTL_INFO`), whatever the driver.
+        FWCTL = 1 => "fwctl",
+        /// NVMe admin commands (admin queue).
+        NVME_ADMIN = 2 => "nvme-admin",
+        /// NVMe I/O commands (I/O queues).
+        NVME_IO = 3 => "nvme-io",
+        /// CXL memdev mailbox commands (`CXL_MEM_SEND_COMMAND`).
+        CXL_MEM = 4 => "cxl-mem",
+        /// SCSI commands (`SG_IO`).
+        SCSI = 5 => "scsi",
     }
 }
 
-/// Device kinds: which driver family owns a device node (decided by major:minor).
-pub mod device_kind {
-    pub const FWCTL: u8 = 1;
-    pub const NVME: u8 = 2;
-    pub const CXL_MEM: u8 = 3;
-    pub const SCSI: u8 = 4;
-
-    pub fn label(kind: u8) -> &'static str {
-        match kind {
-            FWCTL => "fwctl",
-            NVME => "nvme",
-            CXL_MEM => "cxl-mem",
-            SCSI => "scsi",
-            _ => "unknown",
-        }
-    }
-
-    pub fn from_label(label: &str) -> Option<u8> {
-        [FWCTL, NVME, CXL_MEM, SCSI].into_iter().find(|k| self::label(*k) == label)
+vocab! {
+    /// Device kinds: which driver family owns a device node (decided by major:minor).
+    pub mod device_kind: u8 {
+        FWCTL = 1 => "fwctl",
+        NVME = 2 => "nvme",
+        CXL_MEM = 3 => "cxl-mem",
+        SCSI = 4 => "scsi",
     }
 }
 
-/// Drivers. The fwctl values equal `enum fwctl_device_type` (include/uapi/fwctl/fwctl.h)
-/// so FWCTL_INFO's `out_device_type` maps straight onto them.
-pub mod driver {
-    pub const UNKNOWN: u8 = 0;
-    pub const MLX5: u8 = 1;
-    pub const CXL: u8 = 2;
-    pub const BNXT: u8 = 3;
-    pub const PDS: u8 = 4;
-    pub const NVME: u8 = 16;
-    /// SCSI upper-level drivers: the node type the caller used.
-    pub const SG: u8 = 17;
-    pub const SD: u8 = 18;
-    pub const BSG: u8 = 19;
-    pub const SR: u8 = 20;
-    pub const ST: u8 = 21;
-
-    pub const ALL: [u8; 11] = [UNKNOWN, MLX5, CXL, BNXT, PDS, NVME, SG, SD, BSG, SR, ST];
-
-    pub fn label(driver: u8) -> &'static str {
-        match driver {
-            MLX5 => "mlx5",
-            CXL => "cxl",
-            BNXT => "bnxt",
-            PDS => "pds",
-            NVME => "nvme",
-            SG => "sg",
-            SD => "sd",
-            BSG => "bsg",
-            SR => "sr",
-            ST => "st",
-            _ => "unknown",
-        }
-    }
-
-    pub fn from_label(label: &str) -> Option<u8> {
-        ALL.into_iter().find(|d| self::label(*d) == label)
+vocab! {
+    /// Drivers. The fwctl values equal `enum fwctl_device_type` (include/uapi/fwctl/fwctl.h)
+    /// so FWCTL_INFO's `out_device_type` maps straight onto them.
+    pub mod driver: u8 {
+        UNKNOWN = 0 => "unknown",
+        MLX5 = 1 => "mlx5",
+        CXL = 2 => "cxl",
+        BNXT = 3 => "bnxt",
+        PDS = 4 => "pds",
+        NVME = 16 => "nvme",
+        /// SCSI upper-level drivers: the node type the caller used.
+        SG = 17 => "sg",
+        SD = 18 => "sd",
+        BSG = 19 => "bsg",
+        SR = 20 => "sr",
+        ST = 21 => "st",
     }
 }
 
-/// Which ioctl carried the command (`abi::IOCTLS` rows).
+/// Which ioctl carried the command (`abi::IOCTLS` rows, which also name them).
 pub mod ioctl {
     pub const FWCTL_INFO: u8 = 1;
     pub const FWCTL_RPC: u8 = 2;
@@ -114,10 +81,12 @@ pub mod ioctl {
     pub const NVME_URING_ADMIN_VEC: u8 = 53;
 }
 
-/// How a command reached the driver: an ioctl syscall or an io_uring command.
-pub mod channel {
-    pub const IOCTL: u8 = 1;
-    pub const IO_URING: u8 = 2;
+vocab! {
+    /// How a command reached the driver: an ioctl syscall or an io_uring command.
+    pub mod channel: u8 {
+        IOCTL = 1 => "ioctl",
+        IO_URING = 2 => "io_uring",
+    }
 
     /// The channel of an `ioctl::*` id.
     pub const fn of(ioctl: u8) -> u8 {
@@ -127,25 +96,21 @@ pub mod channel {
             IOCTL
         }
     }
-
-    pub fn label(channel: u8) -> &'static str {
-        match channel {
-            IOCTL => "ioctl",
-            IO_URING => "io_uring",
-            _ => "unknown",
-        }
-    }
 }
 
-/// fwctl RPC scopes (`enum fwctl_rpc_scope`), plus markers for "not fwctl" and
-/// "a value the kernel will reject".
-pub mod scope {
-    pub const CONFIGURATION: u8 = 0;
-    pub const DEBUG_READ_ONLY: u8 = 1;
-    pub const DEBUG_WRITE: u8 = 2;
-    pub const DEBUG_WRITE_FULL: u8 = 3;
-    pub const INVALID: u8 = 0xfe;
-    pub const NONE: u8 = 0xff;
+vocab! {
+    /// fwctl RPC scopes (`enum fwctl_rpc_scope`), plus markers for "not fwctl" and
+    /// "a value the kernel will reject". Any other value is labelled `invalid` too.
+    pub mod scope: u8, otherwise "invalid" {
+        CONFIGURATION = 0 => "configuration",
+        DEBUG_READ_ONLY = 1 => "debug-read-only",
+        DEBUG_WRITE = 2 => "debug-write",
+        DEBUG_WRITE_FULL = 3 => "debug-write-full",
+        /// A scope the kernel refuses ([`from_raw`] of anything above `DEBUG_WRITE_FULL`).
+        INVALID = 0xfe => "invalid",
+        /// Not a fwctl RPC.
+        NONE = 0xff => "none",
+    }
 
     /// Clamp the raw u32 from `struct fwctl_rpc` so labels stay a fixed set.
     pub const fn from_raw(raw: u32) -> u8 {
@@ -155,75 +120,53 @@ pub mod scope {
             INVALID
         }
     }
+}
 
-    pub fn label(scope: u8) -> &'static str {
-        match scope {
-            CONFIGURATION => "configuration",
-            DEBUG_READ_ONLY => "debug-read-only",
-            DEBUG_WRITE => "debug-write",
-            DEBUG_WRITE_FULL => "debug-write-full",
-            NONE => "none",
-            _ => "invalid",
-        }
+vocab! {
+    /// Why a command's payload could not be decoded (`OK`: it could).
+    pub mod decode_status: u8 {
+        OK = 0 => "ok",
+        /// The ioctl argument pointer could not be read (bad or unmapped pointer).
+        ARG_UNREADABLE = 1 => "arg-unreadable",
+        /// The argument was read but the buffer it points at (fwctl `in`, SG_IO CDB) was not.
+        PAYLOAD_UNREADABLE = 2 => "payload-unreadable",
+        /// A declared length is shorter than the layout needs (the kernel will refuse it).
+        TRUNCATED = 3 => "truncated",
+        /// A field holds a value the kernel refuses (SG_IO guard, CXL command id...).
+        MALFORMED = 4 => "malformed",
+        /// The device's driver is unknown, so its payload layout is too.
+        UNKNOWN_LAYOUT = 5 => "unknown-layout",
     }
 }
 
-/// Why a command's payload could not be decoded (0 = it could).
-pub mod decode_status {
-    pub const OK: u8 = 0;
-    /// The ioctl argument pointer could not be read (bad or unmapped pointer).
-    pub const ARG_UNREADABLE: u8 = 1;
-    /// The argument was read but the buffer it points at (fwctl `in`, SG_IO CDB) was not.
-    pub const PAYLOAD_UNREADABLE: u8 = 2;
-    /// A declared length is shorter than the layout needs (the kernel will refuse it).
-    pub const TRUNCATED: u8 = 3;
-    /// A field holds a value the kernel refuses (SG_IO guard, CXL command id...).
-    pub const MALFORMED: u8 = 4;
-    /// The device's driver is unknown, so its payload layout is too.
-    pub const UNKNOWN_LAYOUT: u8 = 5;
-
-    pub const ALL: [u8; 6] = [OK, ARG_UNREADABLE, PAYLOAD_UNREADABLE, TRUNCATED, MALFORMED, UNKNOWN_LAYOUT];
-
-    pub fn label(status: u8) -> &'static str {
-        match status {
-            OK => "ok",
-            ARG_UNREADABLE => "arg-unreadable",
-            PAYLOAD_UNREADABLE => "payload-unreadable",
-            TRUNCATED => "truncated",
-            MALFORMED => "malformed",
-            UNKNOWN_LAYOUT => "unknown-layout",
-            _ => "unknown",
-        }
+vocab! {
+    /// What the policy decided for a command (`policy::decide`). With no policy loaded
+    /// every command is `ALLOW`.
+    pub mod verdict: u8 {
+        /// Let through, nothing to flag.
+        ALLOW = 0 => "allow",
+        /// Let through and flagged for review (policy action `audit`).
+        AUDIT = 1 => "audit",
+        /// Refused before the driver (enforce mode, on a hook that can refuse).
+        DENY = 2 => "deny",
+        /// The policy says deny, but the mode is audit or the hook cannot refuse: let
+        /// through and flagged.
+        WOULD_DENY = 3 => "would_deny",
     }
 }
 
-/// Policy verdicts. Until policies exist every command is `ALLOW`.
-pub mod verdict {
-    pub const ALLOW: u8 = 0;
-    pub const AUDIT: u8 = 1;
-    pub const DENY: u8 = 2;
-    pub const WOULD_DENY: u8 = 3;
-
-    pub fn label(verdict: u8) -> &'static str {
-        match verdict {
-            ALLOW => "allow",
-            AUDIT => "audit",
-            DENY => "deny",
-            WOULD_DENY => "would_deny",
-            _ => "unknown",
-        }
+vocab! {
+    /// Outcome of the ioctl as the caller saw it.
+    pub mod result: u8 {
+        OK = 0 => "ok",
+        ERROR = 1 => "error",
+        /// Counted when the command was seen; its return not (yet) observed. Every command is
+        /// counted here first and moved to OK/ERROR when its syscall returns, so a skipped or
+        /// missing exit hook never loses the count.
+        UNOBSERVED = 2 => "unknown",
     }
-}
 
-/// Outcome of the ioctl as the caller saw it.
-pub mod result {
-    pub const OK: u8 = 0;
-    pub const ERROR: u8 = 1;
-    /// Counted when the command was seen; its return not (yet) observed. Every command is
-    /// counted here first and moved to OK/ERROR when its syscall returns, so a skipped or
-    /// missing exit hook never loses the count.
-    pub const UNOBSERVED: u8 = 2;
-
+    /// The outcome of a syscall that returned `ret`.
     pub const fn from_ret(ret: i64) -> u8 {
         if ret < 0 {
             ERROR
@@ -231,46 +174,29 @@ pub mod result {
             OK
         }
     }
-
-    pub fn label(result: u8) -> &'static str {
-        match result {
-            OK => "ok",
-            ERROR => "error",
-            _ => "unknown",
-        }
-    }
 }
 
-/// Indexes of the kernel-side failure counters (a per-CPU array): every drop is counted.
-pub mod stat {
-    /// The ring buffer was full: the audit event was dropped (the counter was not).
-    pub const EVENTS_LOST: u32 = 0;
-    /// The in-flight table was full: the command is counted at entry, with no return value.
-    pub const PENDING_FULL: u32 = 1;
-    /// The counter map was full: the command went uncounted.
-    pub const COUNTER_MAP_FULL: u32 = 2;
-    /// The fd could not be resolved to a device (closed concurrently, unreadable task state).
-    pub const FD_UNRESOLVED: u32 = 3;
-    /// Commands whose payload could not be decoded (also in the counters, by reason).
-    pub const DECODE_FAILED: u32 = 4;
-    /// Refusals by the LSM hook: the policy said deny (enforce mode).
-    pub const REFUSED_POLICY: u32 = 5;
-    /// Refusals passed on from an earlier BPF LSM program on the same hook.
-    pub const REFUSED_EARLIER: u32 = 6;
-    pub const COUNT: u32 = 7;
-
-    pub fn label(index: u32) -> &'static str {
-        match index {
-            EVENTS_LOST => "events_lost",
-            PENDING_FULL => "pending_full",
-            COUNTER_MAP_FULL => "counter_map_full",
-            FD_UNRESOLVED => "fd_unresolved",
-            DECODE_FAILED => "decode_failed",
-            REFUSED_POLICY => "policy",
-            REFUSED_EARLIER => "earlier_bpf_lsm",
-            _ => "unknown",
-        }
+vocab! {
+    /// Indexes of the kernel-side failure counters (a per-CPU array): every drop is counted.
+    pub mod stat: u32 {
+        /// The ring buffer was full: the audit event was dropped (the counter was not).
+        EVENTS_LOST = 0 => "events_lost",
+        /// The in-flight table was full: the command is counted at entry, with no return value.
+        PENDING_FULL = 1 => "pending_full",
+        /// The counter map was full: the command went uncounted.
+        COUNTER_MAP_FULL = 2 => "counter_map_full",
+        /// The fd could not be resolved to a device (closed concurrently, unreadable task state).
+        FD_UNRESOLVED = 3 => "fd_unresolved",
+        /// Commands whose payload could not be decoded (also in the counters, by reason).
+        DECODE_FAILED = 4 => "decode_failed",
+        /// Refusals by the LSM hook: the policy said deny (enforce mode).
+        REFUSED_POLICY = 5 => "policy",
+        /// Refusals passed on from an earlier BPF LSM program on the same hook.
+        REFUSED_EARLIER = 6 => "earlier_bpf_lsm",
     }
+
+    /// Size of the counter array (the ids are its indexes, `0..COUNT`).
+    pub const COUNT: u32 = ALL.len() as u32;
 }
 
 /// `opcode` value for ioctls that carry none, or whose opcode could not be read.
@@ -531,19 +457,13 @@ pub struct KernelOffsets {
     pub uring_resolved: u32,
 }
 
-/// Who submitted a device mailbox command seen at the driver's own tracepoint.
-pub mod origin {
-    /// The submitting task had a passthrough ioctl of the same class in flight.
-    pub const PASSTHROUGH: u8 = 1;
-    /// Anything else: the kernel's own commands (probe, health polling, ...).
-    pub const KERNEL: u8 = 2;
-
-    pub fn label(origin: u8) -> &'static str {
-        match origin {
-            PASSTHROUGH => "passthrough",
-            KERNEL => "kernel",
-            _ => "unknown",
-        }
+vocab! {
+    /// Who submitted a device mailbox command seen at the driver's own tracepoint.
+    pub mod origin: u8 {
+        /// The submitting task had a passthrough ioctl of the same class in flight.
+        PASSTHROUGH = 1 => "passthrough",
+        /// Anything else: the kernel's own commands (probe, health polling, ...).
+        KERNEL = 2 => "kernel",
     }
 }
 
@@ -620,11 +540,34 @@ mod tests {
             assert_eq!(driver::from_label(driver::label(d)), Some(d));
         }
         assert_eq!(device_kind::from_label("fwctl"), Some(device_kind::FWCTL));
+        assert_eq!(
+            class::ALL,
+            [class::FWCTL, class::NVME_ADMIN, class::NVME_IO, class::CXL_MEM, class::SCSI]
+        );
         assert_eq!(result::from_ret(-1), result::ERROR);
         assert_eq!(result::from_ret(0), result::OK);
         assert_eq!(channel::of(ioctl::NVME_ADMIN_CMD), channel::IOCTL);
         assert_eq!(channel::of(ioctl::NVME_URING_ADMIN), channel::IO_URING);
         assert_eq!(channel::of(ioctl::NVME_URING_IO_VEC), channel::IO_URING);
+    }
+
+    /// The labels metrics and audit records already carry for values that are no id.
+    #[test]
+    fn values_that_are_no_id_keep_their_labels() {
+        assert_eq!(class::label(0), "unknown");
+        assert_eq!(driver::label(0x7f), "unknown");
+        assert_eq!(verdict::label(9), "unknown");
+        assert_eq!(result::label(result::UNOBSERVED), "unknown");
+        assert_eq!(scope::label(7), "invalid");
+        assert_eq!(stat::label(stat::COUNT), "unknown");
+    }
+
+    #[test]
+    fn stat_ids_index_the_counter_array() {
+        for (i, id) in stat::ALL.into_iter().enumerate() {
+            assert_eq!(id, i as u32);
+        }
+        assert_eq!(stat::COUNT, 7);
     }
 }
 
