@@ -132,7 +132,7 @@ pub const fn from_nvme(raw: u32) -> Option<u32> {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EffectsKey {
-    /// `model::device_key(block, major, minor)` of the node.
+    /// `device_number::device_key(block, major, minor)` of the node.
     pub device: u64,
     pub opcode: u32,
     pub class: u8,

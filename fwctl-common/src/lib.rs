@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod catalog;
 pub mod decode;
+pub mod device_number;
 pub mod effects;
 pub mod hook_set;
 pub mod model;

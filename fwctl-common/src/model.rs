@@ -350,63 +350,6 @@ pub struct DeviceInfo {
     pub _pad: [u8; 2],
 }
 
-/// Key of the device map: a whole major (`minor` = [`ANY_MINOR`]) or one node.
-/// Character and block device numbers are separate namespaces, hence `block`.
-pub const fn device_key(block: bool, major: u32, minor: u32) -> u64 {
-    ((block as u64) << 40) | ((major as u64 & 0xfff) << 20) | (minor as u64 & 0xfffff)
-}
-
-/// Minor value meaning "every minor of this major" in [`device_key`].
-pub const ANY_MINOR: u32 = 0xfffff;
-
-/// The kernel's internal dev_t encoding (include/linux/kdev_t.h: MINORBITS = 20).
-pub const fn rdev_major(rdev: u32) -> u32 {
-    rdev >> 20
-}
-pub const fn rdev_minor(rdev: u32) -> u32 {
-    rdev & 0xfffff
-}
-
-/// Largest major and minor a `dev_t` holds (12 and 20 bits).
-pub const MAJOR_MAX: u32 = 0xfff;
-pub const MINOR_MAX: u32 = 0xfffff;
-
-/// Why a `MAJOR:MINOR` text is not a device number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MajorMinorError {
-    NoColon,
-    BadMajor,
-    BadMinor,
-    OutOfRange,
-}
-
-impl core::fmt::Display for MajorMinorError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            MajorMinorError::NoColon => "not MAJOR:MINOR",
-            MajorMinorError::BadMajor => "bad major",
-            MajorMinorError::BadMinor => "bad minor",
-            MajorMinorError::OutOfRange => "out of range (major < 4096, minor < 1048576)",
-        })
-    }
-}
-
-/// `MAJOR:MINOR` (decimal, as `/proc/devices`, sysfs `dev` files and `ls -l` print them).
-pub fn parse_major_minor(text: &str) -> Result<(u32, u32), MajorMinorError> {
-    let (major, minor) = text.split_once(':').ok_or(MajorMinorError::NoColon)?;
-    let major: u32 = major.trim().parse().map_err(|_| MajorMinorError::BadMajor)?;
-    let minor: u32 = minor.trim().parse().map_err(|_| MajorMinorError::BadMinor)?;
-    if major > MAJOR_MAX || minor > MINOR_MAX {
-        return Err(MajorMinorError::OutOfRange);
-    }
-    Ok((major, minor))
-}
-
-/// `S_IFMT` / `S_IFBLK` / `S_IFCHR` from include/uapi/linux/stat.h.
-pub const S_IFMT: u16 = 0o170000;
-pub const S_IFBLK: u16 = 0o060000;
-pub const S_IFCHR: u16 = 0o020000;
-
 /// Kernel struct offsets and tracepoint field offsets, resolved by the agent at load
 /// time from the running kernel's BTF and tracefs (aya has no CO-RE for Rust programs).
 #[repr(C)]
@@ -506,25 +449,6 @@ mod tests {
         assert_eq!(core::mem::size_of::<MailboxKey>(), 8);
         assert_eq!(core::mem::size_of::<MailboxPending>(), 8);
         assert_eq!(core::mem::size_of::<Decided>(), 16);
-    }
-
-    #[test]
-    fn device_keys_separate_char_block_and_wildcards() {
-        assert_ne!(device_key(false, 8, 0), device_key(true, 8, 0));
-        assert_ne!(device_key(false, 8, 0), device_key(false, 8, ANY_MINOR));
-        assert_eq!(rdev_major((259 << 20) | 7), 259);
-        assert_eq!(rdev_minor((259 << 20) | 7), 7);
-    }
-
-    #[test]
-    fn major_minor_text() {
-        assert_eq!(parse_major_minor("259:1"), Ok((259, 1)));
-        assert_eq!(parse_major_minor(" 8 : 0 "), Ok((8, 0)));
-        assert_eq!(parse_major_minor("259"), Err(MajorMinorError::NoColon));
-        assert_eq!(parse_major_minor("x:1"), Err(MajorMinorError::BadMajor));
-        assert_eq!(parse_major_minor("1:-1"), Err(MajorMinorError::BadMinor));
-        assert_eq!(parse_major_minor("4096:0"), Err(MajorMinorError::OutOfRange));
-        assert_eq!(parse_major_minor("1:1048576"), Err(MajorMinorError::OutOfRange));
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub struct Matcher {
     pub op_mods: [u32; MAX_VALUES],
     pub uids: [u32; MAX_VALUES],
     pub gids: [u32; MAX_VALUES],
-    /// `model::device_key(block, major, minor)`.
+    /// `device_number::device_key(block, major, minor)`.
     pub devices: [u64; MAX_VALUES],
     pub cgroups: [u64; MAX_VALUES],
     pub comms: [[u8; 16]; MAX_VALUES],
@@ -171,7 +171,7 @@ pub struct Subject {
     pub gid: u32,
     pub comm: [u8; 16],
     pub cgroup_id: u64,
-    /// `model::device_key(block, major, minor)` of the node.
+    /// `device_number::device_key(block, major, minor)` of the node.
     pub device: u64,
     /// What the node's device declares about the command (`effects::declared_effects`),
     /// set by [`evaluate`] when the policy has effects rules.

@@ -15,7 +15,8 @@ use fwctl_common::{
     policy::{CompiledRule, IndexKey, PolicyHeader, MAX_RULES},
 };
 
-/// Device nodes to watch: `device_key(block, major, minor|ANY_MINOR)` -> kind and driver.
+/// Device nodes to watch: `device_number::device_key(block, major, minor|ANY_MINOR)` ->
+/// kind and driver.
 #[map]
 pub static DEVICES: HashMap<u64, DeviceInfo> = HashMap::with_max_entries(4096, 0);
 
