@@ -217,6 +217,24 @@ pub trait RuleSource: EffectsSource {
     fn rule(&self, slot: u32, index: u32) -> Option<&CompiledRule>;
 }
 
+/// The first match of a rule walk packed into one `u32`, as the eBPF `bpf_loop` callback
+/// stores it in the walk's state: 0 when no rule matched, else `(rule_id << 8 | action) + 1`.
+/// Every `(rule_id, action)` packs to a distinct non-zero value.
+#[inline(always)]
+pub const fn pack_match(rule_id: u16, action: u8) -> u32 {
+    ((rule_id as u32) << 8 | action as u32) + 1
+}
+
+/// The `(rule_id, action)` a [`pack_match`] value holds; `None` for 0 (no match).
+#[inline(always)]
+pub const fn unpack_match(found: u32) -> Option<(u16, u8)> {
+    if found == 0 {
+        None
+    } else {
+        Some((((found - 1) >> 8) as u16, ((found - 1) & 0xff) as u8))
+    }
+}
+
 /// A rule's own conditions (its class/driver/opcode already matched through the index).
 #[inline(always)]
 pub fn rule_matches(rule: &CompiledRule, command: &Command, subject: &Subject) -> bool {
@@ -546,6 +564,21 @@ mod tests {
         let mut subject = Subject { device: dev, ..Default::default() };
         evaluate(&t2, &quiet, &format_nvm(), &mut subject, true);
         assert_eq!(subject.effects, 0);
+    }
+
+    #[test]
+    fn a_packed_match_round_trips_and_is_never_no_match() {
+        for rule in [0, 1, rule_id::FIRST_RULE_ID, 255, 256, 0x1234, u16::MAX - 1, u16::MAX] {
+            for act in [action::ALLOW, action::AUDIT, action::DENY, 0x7f, 0xff] {
+                let packed = pack_match(rule, act);
+                assert_ne!(packed, 0, "({rule}, {act}) looks like no match");
+                assert_eq!(unpack_match(packed), Some((rule, act)));
+            }
+        }
+        assert_eq!(unpack_match(0), None);
+        // Rule and action do not bleed into each other.
+        assert_ne!(pack_match(1, 0), pack_match(0, 0xff));
+        assert_ne!(pack_match(u16::MAX, 0xff), pack_match(0, 0));
     }
 
     #[test]
