@@ -12,6 +12,7 @@ pub mod decode;
 pub mod device_number;
 pub mod effects;
 pub mod hook_set;
+pub mod lsm;
 pub mod model;
 pub mod object;
 pub mod policy;
