@@ -15,8 +15,10 @@ pub mod hook_set;
 pub mod lsm;
 pub mod model;
 pub mod object;
+pub mod parked;
 pub mod policy;
 pub mod rpc_check;
+pub mod submission;
 mod vocab;
 
 #[cfg(feature = "user")]
