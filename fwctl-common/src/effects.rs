@@ -9,6 +9,7 @@
 //! and writes them into the kernel's `EFFECTS` map ([`EffectsKey`] -> word); the policy
 //! looks them up per command with [`declared_effects`]. Parsers here are pure functions
 //! over the bytes the device returned, so they are unit-tested with spec-layout fixtures.
+//! Not for: issuing the commands that read the logs (the agent's `devices::effects`).
 
 use crate::model::{class, driver, Command, OPCODE_NONE};
 

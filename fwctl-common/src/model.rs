@@ -501,7 +501,8 @@ mod tests {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AgentMeta {
-    /// Which build of the programs, for which kernel layout and settings (`pins::build_id`).
+    /// Which build of the programs, for which kernel layout and settings (the agent's
+    /// `kernel::pins::build_id`).
     pub build_id: [u8; 32],
     /// The running agent (0 while none is attached to the maps).
     pub agent_tgid: u32,

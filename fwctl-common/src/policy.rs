@@ -1,7 +1,7 @@
 //! The policy as the kernel evaluates it: fixed-size rules in two slots, a candidate
 //! index keyed by (class, driver, opcode), and [`decide`], the evaluation itself.
 //!
-//! The agent compiles a YAML policy into these tables (fwctl-user `policy::compile`), writes
+//! The agent compiles a YAML policy into these tables (fwctl-user `enforce::compile`), writes
 //! the inactive slot, then flips the active slot in one map update: a command is always
 //! evaluated against exactly one complete policy. The eBPF side and `fwctl-guard policy
 //! explain` run the same [`decide`] over their own [`RuleSource`], so what explain says is
@@ -10,6 +10,8 @@
 //! Work per command is bounded: at most [`INDEX_PROBES`] index lookups, then at most
 //! [`MAX_RULES`] candidate rules, each a fixed number of comparisons (at most
 //! [`MAX_VALUES`] per field).
+//!
+//! Not for: reading, checking or compiling YAML (fwctl-user `policy` and `enforce`).
 
 use crate::{
     effects::{declared_effects, effect, EffectsSource},

@@ -8,6 +8,9 @@
 //! Driver-generic: every fwctl driver's `fw_rpc` has the signature
 //! `(struct fwctl_uctx *, enum fwctl_rpc_scope, void *in, size_t in_len, size_t *out_len)`,
 //! and the payload layouts are the rows of `decode::fwctl::RPC_LAYOUTS`.
+//!
+//! The NVMe counterpart, which compares the submitted opcode, is [`crate::submission`].
+//! Not for: the kprobes or the reaction to a change (the eBPF `rpc_check` and `toctou`).
 
 use crate::{
     model::{driver, scope, Command},

@@ -1,4 +1,6 @@
-//! Turning a finished command into an exact count and an audit event. Shared by every hook.
+//! Counting and reporting a command, shared by every hook: who sent it (the policy's
+//! subject), its count as seen and then as returned, and its audit event. Not for:
+//! deciding when a command is complete or stale (`fwctl_common::parked`, via `inflight`).
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,

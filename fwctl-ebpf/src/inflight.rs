@@ -1,6 +1,11 @@
-//! The two halves every hook shares: `begin` (a passthrough ioctl on a watched device
-//! was seen: decode it and park it for the current thread) and `finish` (the syscall
-//! returned: add the return value and latency, count it, send the event).
+//! The two halves every hook shares: `begin` (a passthrough command on a watched device
+//! was seen: decode it, decide, count it as seen and park it under its thread or
+//! request) and `finish` (its result is known: add the return value and latency, move its
+//! count, send the event). Also the agent's own exemption (`is_agent`) and the DECIDED
+//! record for the NVMe submission check.
+//!
+//! Which parked command is stale and which gets a DECIDED record are decided by
+//! `fwctl_common::parked` and `fwctl_common::submission`; this module does the map work.
 
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,

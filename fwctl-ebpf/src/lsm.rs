@@ -1,7 +1,11 @@
 //! The LSM hook path (kernels with BPF LSM): `lsm/file_ioctl` and, on kernels >= 6.8,
 //! `lsm/file_ioctl_compat` see the `struct file` directly (no fd-table walk) before the
 //! driver runs; `fexit` on the ioctl syscalls completes the command with its return value.
+//! `lsm/uring_cmd` does the same for io_uring passthrough commands (results: `uring`).
 //! No syscall tracepoint is attached, so unrelated syscalls pay nothing.
+//!
+//! Not for: the syscall-tracepoint fallback (`syscall_tp`), or how an earlier BPF LSM
+//! program's refusal is passed on (`fwctl_common::lsm`).
 
 use core::ffi::c_void;
 

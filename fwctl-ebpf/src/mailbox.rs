@@ -3,6 +3,8 @@
 //! thread submits after its passthrough command was let through is that command
 //! (`passthrough`, checked against the decided opcode: a difference is a TOCTOU race);
 //! anything else is `kernel`. Counting happens at completion, with the device's status.
+//! Not for: the comparison itself (`fwctl_common::submission`) or the reaction to a
+//! change (`toctou`).
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
 use fwctl_common::{

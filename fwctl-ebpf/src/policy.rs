@@ -1,6 +1,7 @@
 //! The kernel's view of the policy maps, for `fwctl_common::policy::decide`. The rule
 //! walk runs under `bpf_loop` (Linux >= 5.17): the verifier checks one rule test instead
-//! of unrolling 64 of them (which exceeded its 1M-instruction budget).
+//! of unrolling 64 of them (which exceeded its 1M-instruction budget). Not for: the
+//! evaluation itself, which is `decide`, shared with `fwctl-guard policy explain`.
 
 use core::ffi::c_void;
 
