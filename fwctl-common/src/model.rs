@@ -286,7 +286,8 @@ impl CounterKey {
 pub mod event_flag {
     /// The device node is a block device (otherwise a character device).
     pub const BLOCK_DEVICE: u32 = 1;
-    /// No return value: the command was counted at entry (in-flight table full).
+    /// No return value: the command's result was not seen (`parked::mark_unreturned`: it
+    /// was evicted or stale, or the in-flight table was full). Its count stays `unobserved`.
     pub const NO_EXIT: u32 = 2;
     /// The payload that reached the driver differs from the one decided on (a TOCTOU
     /// race): `Event::kernel_opcode` is what the driver received.

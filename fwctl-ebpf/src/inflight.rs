@@ -114,10 +114,11 @@ struct Seen {
     subject: Subject,
 }
 
-/// Build the event for a decoded command, decide, count it as seen and park it for the
-/// exit hook. Not inlined, like `command::decode` and `apply_policy`: each keeps its
-/// buffers in its own stack frame, side by side rather than stacked, so the hook's call
-/// chain stays under the verifier's 512-byte limit.
+/// Build the event for a decoded and decided command, count it as seen and park it for
+/// the exit hook; a command still parked under the same key is sent without its result.
+/// Not inlined, like `command::decode` and `apply_policy`: each keeps its buffers in its
+/// own stack frame, side by side rather than stacked, so the hook's call chain stays under
+/// the verifier's 512-byte limit.
 #[inline(never)]
 fn park(decoded: &Command, seen: &Seen) -> u8 {
     let mut event = Event { command: *decoded, rule_id: seen.rule_id, ..Event::default() };

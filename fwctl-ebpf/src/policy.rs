@@ -17,6 +17,7 @@ use fwctl_common::{
 
 use crate::maps::{EFFECTS, POLICY, POLICY_INDEX, RULES};
 
+/// The policy and effects maps as a `RuleSource`: what `decide` reads in the kernel.
 pub struct Maps;
 
 /// State shared with the `bpf_loop` callback. The command and subject stay where the hook
