@@ -6,6 +6,7 @@
 //! `include/scsi/sg.h`); the unit tests recompute each one from its `_IO*` definition.
 //! This module is the single registration point: adding a channel means one row in
 //! [`IOCTLS`] and, if its argument is new, one [`ArgLayout`] variant in `decode`.
+//! Not for: reading the argument (`decode`) or naming opcodes (`catalog`).
 
 use crate::model::{class, device_kind, ioctl};
 

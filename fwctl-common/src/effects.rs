@@ -9,6 +9,7 @@
 //! and writes them into the kernel's `EFFECTS` map ([`EffectsKey`] -> word); the policy
 //! looks them up per command with [`declared_effects`]. Parsers here are pure functions
 //! over the bytes the device returned, so they are unit-tested with spec-layout fixtures.
+//! Not for: issuing the commands that read the logs (the agent's `devices::effects`).
 
 use crate::model::{class, driver, Command, OPCODE_NONE};
 
@@ -132,7 +133,7 @@ pub const fn from_nvme(raw: u32) -> Option<u32> {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EffectsKey {
-    /// `model::device_key(block, major, minor)` of the node.
+    /// `device_number::device_key(block, major, minor)` of the node.
     pub device: u64,
     pub opcode: u32,
     pub class: u8,

@@ -2,95 +2,62 @@
 //! driver, ioctl, scope, decode status, verdict, result) with their stable text labels,
 //! and the `#[repr(C)]` structs stored in maps or sent through the ring buffer.
 //!
-//! Vocabularies are plain `u8` constants rather than Rust enums because the structs must
-//! accept every bit pattern (aya `Pod`); `label` functions turn them into the strings
-//! used by metrics, the audit log and (later) policies.
+//! Vocabularies are plain `u8`/`u32` constants rather than Rust enums because the structs
+//! must accept every bit pattern (aya `Pod`); each is declared once with [`vocab!`], whose
+//! `label`/`from_label` turn ids into the strings metrics, the audit log and policy files
+//! use, and back.
+//!
+//! Not for: behaviour. What the kernel decides with these values lives in the modules that
+//! decide (`policy`, `parked`, `submission`, `lsm`); device numbers are in `device_number`.
 
-/// Command classes: what kind of firmware command an ioctl carries.
-pub mod class {
-    pub const FWCTL: u8 = 1;
-    pub const NVME_ADMIN: u8 = 2;
-    pub const NVME_IO: u8 = 3;
-    pub const CXL_MEM: u8 = 4;
-    pub const SCSI: u8 = 5;
+use crate::vocab::vocab;
 
-    /// Every class, in id order.
-    pub const ALL: [u8; 5] = [FWCTL, NVME_ADMIN, NVME_IO, CXL_MEM, SCSI];
-
-    pub fn label(class: u8) -> &'static str {
-        match class {
-            FWCTL => "fwctl",
-            NVME_ADMIN => "nvme-admin",
-            NVME_IO => "nvme-io",
-            CXL_MEM => "cxl-mem",
-            SCSI => "scsi",
-            _ => "unknown",
-        }
+vocab! {
+    /// Command classes: what kind of firmware command an ioctl carries.
+    pub mod class: u8 {
+        /// fwctl RPCs (`FWCTL_RPC`, `FWCTL_INFO`), whatever the driver.
+        FWCTL = 1 => "fwctl",
+        /// NVMe admin commands (admin queue).
+        NVME_ADMIN = 2 => "nvme-admin",
+        /// NVMe I/O commands (I/O queues).
+        NVME_IO = 3 => "nvme-io",
+        /// CXL memdev mailbox commands (`CXL_MEM_SEND_COMMAND`).
+        CXL_MEM = 4 => "cxl-mem",
+        /// SCSI commands (`SG_IO`).
+        SCSI = 5 => "scsi",
     }
 }
 
-/// Device kinds: which driver family owns a device node (decided by major:minor).
-pub mod device_kind {
-    pub const FWCTL: u8 = 1;
-    pub const NVME: u8 = 2;
-    pub const CXL_MEM: u8 = 3;
-    pub const SCSI: u8 = 4;
-
-    pub fn label(kind: u8) -> &'static str {
-        match kind {
-            FWCTL => "fwctl",
-            NVME => "nvme",
-            CXL_MEM => "cxl-mem",
-            SCSI => "scsi",
-            _ => "unknown",
-        }
-    }
-
-    pub fn from_label(label: &str) -> Option<u8> {
-        [FWCTL, NVME, CXL_MEM, SCSI].into_iter().find(|k| self::label(*k) == label)
+vocab! {
+    /// Device kinds: which driver family owns a device node (decided by major:minor).
+    pub mod device_kind: u8 {
+        FWCTL = 1 => "fwctl",
+        NVME = 2 => "nvme",
+        CXL_MEM = 3 => "cxl-mem",
+        SCSI = 4 => "scsi",
     }
 }
 
-/// Drivers. The fwctl values equal `enum fwctl_device_type` (include/uapi/fwctl/fwctl.h)
-/// so FWCTL_INFO's `out_device_type` maps straight onto them.
-pub mod driver {
-    pub const UNKNOWN: u8 = 0;
-    pub const MLX5: u8 = 1;
-    pub const CXL: u8 = 2;
-    pub const BNXT: u8 = 3;
-    pub const PDS: u8 = 4;
-    pub const NVME: u8 = 16;
-    /// SCSI upper-level drivers: the node type the caller used.
-    pub const SG: u8 = 17;
-    pub const SD: u8 = 18;
-    pub const BSG: u8 = 19;
-    pub const SR: u8 = 20;
-    pub const ST: u8 = 21;
-
-    pub const ALL: [u8; 11] = [UNKNOWN, MLX5, CXL, BNXT, PDS, NVME, SG, SD, BSG, SR, ST];
-
-    pub fn label(driver: u8) -> &'static str {
-        match driver {
-            MLX5 => "mlx5",
-            CXL => "cxl",
-            BNXT => "bnxt",
-            PDS => "pds",
-            NVME => "nvme",
-            SG => "sg",
-            SD => "sd",
-            BSG => "bsg",
-            SR => "sr",
-            ST => "st",
-            _ => "unknown",
-        }
-    }
-
-    pub fn from_label(label: &str) -> Option<u8> {
-        ALL.into_iter().find(|d| self::label(*d) == label)
+vocab! {
+    /// Drivers. The fwctl values equal `enum fwctl_device_type` (include/uapi/fwctl/fwctl.h)
+    /// so FWCTL_INFO's `out_device_type` maps straight onto them.
+    pub mod driver: u8 {
+        UNKNOWN = 0 => "unknown",
+        MLX5 = 1 => "mlx5",
+        CXL = 2 => "cxl",
+        BNXT = 3 => "bnxt",
+        PDS = 4 => "pds",
+        NVME = 16 => "nvme",
+        /// SCSI upper-level drivers: the node type the caller used.
+        SG = 17 => "sg",
+        SD = 18 => "sd",
+        BSG = 19 => "bsg",
+        SR = 20 => "sr",
+        ST = 21 => "st",
     }
 }
 
-/// Which ioctl carried the command (`abi::IOCTLS` rows).
+/// Which ioctl carried the command (`abi::IOCTLS` rows, which also name them).
 pub mod ioctl {
     pub const FWCTL_INFO: u8 = 1;
     pub const FWCTL_RPC: u8 = 2;
@@ -114,10 +81,12 @@ pub mod ioctl {
     pub const NVME_URING_ADMIN_VEC: u8 = 53;
 }
 
-/// How a command reached the driver: an ioctl syscall or an io_uring command.
-pub mod channel {
-    pub const IOCTL: u8 = 1;
-    pub const IO_URING: u8 = 2;
+vocab! {
+    /// How a command reached the driver: an ioctl syscall or an io_uring command.
+    pub mod channel: u8 {
+        IOCTL = 1 => "ioctl",
+        IO_URING = 2 => "io_uring",
+    }
 
     /// The channel of an `ioctl::*` id.
     pub const fn of(ioctl: u8) -> u8 {
@@ -127,25 +96,21 @@ pub mod channel {
             IOCTL
         }
     }
-
-    pub fn label(channel: u8) -> &'static str {
-        match channel {
-            IOCTL => "ioctl",
-            IO_URING => "io_uring",
-            _ => "unknown",
-        }
-    }
 }
 
-/// fwctl RPC scopes (`enum fwctl_rpc_scope`), plus markers for "not fwctl" and
-/// "a value the kernel will reject".
-pub mod scope {
-    pub const CONFIGURATION: u8 = 0;
-    pub const DEBUG_READ_ONLY: u8 = 1;
-    pub const DEBUG_WRITE: u8 = 2;
-    pub const DEBUG_WRITE_FULL: u8 = 3;
-    pub const INVALID: u8 = 0xfe;
-    pub const NONE: u8 = 0xff;
+vocab! {
+    /// fwctl RPC scopes (`enum fwctl_rpc_scope`), plus markers for "not fwctl" and
+    /// "a value the kernel will reject". Any other value is labelled `invalid` too.
+    pub mod scope: u8, otherwise "invalid" {
+        CONFIGURATION = 0 => "configuration",
+        DEBUG_READ_ONLY = 1 => "debug-read-only",
+        DEBUG_WRITE = 2 => "debug-write",
+        DEBUG_WRITE_FULL = 3 => "debug-write-full",
+        /// A scope the kernel refuses ([`from_raw`] of anything above `DEBUG_WRITE_FULL`).
+        INVALID = 0xfe => "invalid",
+        /// Not a fwctl RPC.
+        NONE = 0xff => "none",
+    }
 
     /// Clamp the raw u32 from `struct fwctl_rpc` so labels stay a fixed set.
     pub const fn from_raw(raw: u32) -> u8 {
@@ -155,75 +120,53 @@ pub mod scope {
             INVALID
         }
     }
+}
 
-    pub fn label(scope: u8) -> &'static str {
-        match scope {
-            CONFIGURATION => "configuration",
-            DEBUG_READ_ONLY => "debug-read-only",
-            DEBUG_WRITE => "debug-write",
-            DEBUG_WRITE_FULL => "debug-write-full",
-            NONE => "none",
-            _ => "invalid",
-        }
+vocab! {
+    /// Why a command's payload could not be decoded (`OK`: it could).
+    pub mod decode_status: u8 {
+        OK = 0 => "ok",
+        /// The ioctl argument pointer could not be read (bad or unmapped pointer).
+        ARG_UNREADABLE = 1 => "arg-unreadable",
+        /// The argument was read but the buffer it points at (fwctl `in`, SG_IO CDB) was not.
+        PAYLOAD_UNREADABLE = 2 => "payload-unreadable",
+        /// A declared length is shorter than the layout needs (the kernel will refuse it).
+        TRUNCATED = 3 => "truncated",
+        /// A field holds a value the kernel refuses (SG_IO guard, CXL command id...).
+        MALFORMED = 4 => "malformed",
+        /// The device's driver is unknown, so its payload layout is too.
+        UNKNOWN_LAYOUT = 5 => "unknown-layout",
     }
 }
 
-/// Why a command's payload could not be decoded (0 = it could).
-pub mod decode_status {
-    pub const OK: u8 = 0;
-    /// The ioctl argument pointer could not be read (bad or unmapped pointer).
-    pub const ARG_UNREADABLE: u8 = 1;
-    /// The argument was read but the buffer it points at (fwctl `in`, SG_IO CDB) was not.
-    pub const PAYLOAD_UNREADABLE: u8 = 2;
-    /// A declared length is shorter than the layout needs (the kernel will refuse it).
-    pub const TRUNCATED: u8 = 3;
-    /// A field holds a value the kernel refuses (SG_IO guard, CXL command id...).
-    pub const MALFORMED: u8 = 4;
-    /// The device's driver is unknown, so its payload layout is too.
-    pub const UNKNOWN_LAYOUT: u8 = 5;
-
-    pub const ALL: [u8; 6] = [OK, ARG_UNREADABLE, PAYLOAD_UNREADABLE, TRUNCATED, MALFORMED, UNKNOWN_LAYOUT];
-
-    pub fn label(status: u8) -> &'static str {
-        match status {
-            OK => "ok",
-            ARG_UNREADABLE => "arg-unreadable",
-            PAYLOAD_UNREADABLE => "payload-unreadable",
-            TRUNCATED => "truncated",
-            MALFORMED => "malformed",
-            UNKNOWN_LAYOUT => "unknown-layout",
-            _ => "unknown",
-        }
+vocab! {
+    /// What the policy decided for a command (`policy::decide`). With no policy loaded
+    /// every command is `ALLOW`.
+    pub mod verdict: u8 {
+        /// Let through, nothing to flag.
+        ALLOW = 0 => "allow",
+        /// Let through and flagged for review (policy action `audit`).
+        AUDIT = 1 => "audit",
+        /// Refused before the driver (enforce mode, on a hook that can refuse).
+        DENY = 2 => "deny",
+        /// The policy says deny, but the mode is audit or the hook cannot refuse: let
+        /// through and flagged.
+        WOULD_DENY = 3 => "would_deny",
     }
 }
 
-/// Policy verdicts. Until policies exist every command is `ALLOW`.
-pub mod verdict {
-    pub const ALLOW: u8 = 0;
-    pub const AUDIT: u8 = 1;
-    pub const DENY: u8 = 2;
-    pub const WOULD_DENY: u8 = 3;
-
-    pub fn label(verdict: u8) -> &'static str {
-        match verdict {
-            ALLOW => "allow",
-            AUDIT => "audit",
-            DENY => "deny",
-            WOULD_DENY => "would_deny",
-            _ => "unknown",
-        }
+vocab! {
+    /// Outcome of the ioctl as the caller saw it.
+    pub mod result: u8 {
+        OK = 0 => "ok",
+        ERROR = 1 => "error",
+        /// Counted when the command was seen; its return not (yet) observed. Every command is
+        /// counted here first and moved to OK/ERROR when its syscall returns, so a skipped or
+        /// missing exit hook never loses the count.
+        UNOBSERVED = 2 => "unknown",
     }
-}
 
-/// Outcome of the ioctl as the caller saw it.
-pub mod result {
-    pub const OK: u8 = 0;
-    pub const ERROR: u8 = 1;
-    /// Counted when the command was seen; its return not (yet) observed. Every command is
-    /// counted here first and moved to OK/ERROR when its syscall returns, so a skipped or
-    /// missing exit hook never loses the count.
-    pub const UNOBSERVED: u8 = 2;
-
+    /// The outcome of a syscall that returned `ret`.
     pub const fn from_ret(ret: i64) -> u8 {
         if ret < 0 {
             ERROR
@@ -231,46 +174,29 @@ pub mod result {
             OK
         }
     }
-
-    pub fn label(result: u8) -> &'static str {
-        match result {
-            OK => "ok",
-            ERROR => "error",
-            _ => "unknown",
-        }
-    }
 }
 
-/// Indexes of the kernel-side failure counters (a per-CPU array): every drop is counted.
-pub mod stat {
-    /// The ring buffer was full: the audit event was dropped (the counter was not).
-    pub const EVENTS_LOST: u32 = 0;
-    /// The in-flight table was full: the command is counted at entry, with no return value.
-    pub const PENDING_FULL: u32 = 1;
-    /// The counter map was full: the command went uncounted.
-    pub const COUNTER_MAP_FULL: u32 = 2;
-    /// The fd could not be resolved to a device (closed concurrently, unreadable task state).
-    pub const FD_UNRESOLVED: u32 = 3;
-    /// Commands whose payload could not be decoded (also in the counters, by reason).
-    pub const DECODE_FAILED: u32 = 4;
-    /// Refusals by the LSM hook: the policy said deny (enforce mode).
-    pub const REFUSED_POLICY: u32 = 5;
-    /// Refusals passed on from an earlier BPF LSM program on the same hook.
-    pub const REFUSED_EARLIER: u32 = 6;
-    pub const COUNT: u32 = 7;
-
-    pub fn label(index: u32) -> &'static str {
-        match index {
-            EVENTS_LOST => "events_lost",
-            PENDING_FULL => "pending_full",
-            COUNTER_MAP_FULL => "counter_map_full",
-            FD_UNRESOLVED => "fd_unresolved",
-            DECODE_FAILED => "decode_failed",
-            REFUSED_POLICY => "policy",
-            REFUSED_EARLIER => "earlier_bpf_lsm",
-            _ => "unknown",
-        }
+vocab! {
+    /// Indexes of the kernel-side failure counters (a per-CPU array): every drop is counted.
+    pub mod stat: u32 {
+        /// The ring buffer was full: the audit event was dropped (the counter was not).
+        EVENTS_LOST = 0 => "events_lost",
+        /// The in-flight table was full: the command is counted at entry, with no return value.
+        PENDING_FULL = 1 => "pending_full",
+        /// The counter map was full: the command went uncounted.
+        COUNTER_MAP_FULL = 2 => "counter_map_full",
+        /// The fd could not be resolved to a device (closed concurrently, unreadable task state).
+        FD_UNRESOLVED = 3 => "fd_unresolved",
+        /// Commands whose payload could not be decoded (also in the counters, by reason).
+        DECODE_FAILED = 4 => "decode_failed",
+        /// Refusals by the LSM hook: the policy said deny (enforce mode).
+        REFUSED_POLICY = 5 => "policy",
+        /// Refusals passed on from an earlier BPF LSM program on the same hook.
+        REFUSED_EARLIER = 6 => "earlier_bpf_lsm",
     }
+
+    /// Size of the counter array (the ids are its indexes, `0..COUNT`).
+    pub const COUNT: u32 = ALL.len() as u32;
 }
 
 /// `opcode` value for ioctls that carry none, or whose opcode could not be read.
@@ -360,7 +286,8 @@ impl CounterKey {
 pub mod event_flag {
     /// The device node is a block device (otherwise a character device).
     pub const BLOCK_DEVICE: u32 = 1;
-    /// No return value: the command was counted at entry (in-flight table full).
+    /// No return value: the command's result was not seen (`parked::mark_unreturned`: it
+    /// was evicted or stale, or the in-flight table was full). Its count stays `unobserved`.
     pub const NO_EXIT: u32 = 2;
     /// The payload that reached the driver differs from the one decided on (a TOCTOU
     /// race): `Event::kernel_opcode` is what the driver received.
@@ -424,63 +351,6 @@ pub struct DeviceInfo {
     pub _pad: [u8; 2],
 }
 
-/// Key of the device map: a whole major (`minor` = [`ANY_MINOR`]) or one node.
-/// Character and block device numbers are separate namespaces, hence `block`.
-pub const fn device_key(block: bool, major: u32, minor: u32) -> u64 {
-    ((block as u64) << 40) | ((major as u64 & 0xfff) << 20) | (minor as u64 & 0xfffff)
-}
-
-/// Minor value meaning "every minor of this major" in [`device_key`].
-pub const ANY_MINOR: u32 = 0xfffff;
-
-/// The kernel's internal dev_t encoding (include/linux/kdev_t.h: MINORBITS = 20).
-pub const fn rdev_major(rdev: u32) -> u32 {
-    rdev >> 20
-}
-pub const fn rdev_minor(rdev: u32) -> u32 {
-    rdev & 0xfffff
-}
-
-/// Largest major and minor a `dev_t` holds (12 and 20 bits).
-pub const MAJOR_MAX: u32 = 0xfff;
-pub const MINOR_MAX: u32 = 0xfffff;
-
-/// Why a `MAJOR:MINOR` text is not a device number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MajorMinorError {
-    NoColon,
-    BadMajor,
-    BadMinor,
-    OutOfRange,
-}
-
-impl core::fmt::Display for MajorMinorError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            MajorMinorError::NoColon => "not MAJOR:MINOR",
-            MajorMinorError::BadMajor => "bad major",
-            MajorMinorError::BadMinor => "bad minor",
-            MajorMinorError::OutOfRange => "out of range (major < 4096, minor < 1048576)",
-        })
-    }
-}
-
-/// `MAJOR:MINOR` (decimal, as `/proc/devices`, sysfs `dev` files and `ls -l` print them).
-pub fn parse_major_minor(text: &str) -> Result<(u32, u32), MajorMinorError> {
-    let (major, minor) = text.split_once(':').ok_or(MajorMinorError::NoColon)?;
-    let major: u32 = major.trim().parse().map_err(|_| MajorMinorError::BadMajor)?;
-    let minor: u32 = minor.trim().parse().map_err(|_| MajorMinorError::BadMinor)?;
-    if major > MAJOR_MAX || minor > MINOR_MAX {
-        return Err(MajorMinorError::OutOfRange);
-    }
-    Ok((major, minor))
-}
-
-/// `S_IFMT` / `S_IFBLK` / `S_IFCHR` from include/uapi/linux/stat.h.
-pub const S_IFMT: u16 = 0o170000;
-pub const S_IFBLK: u16 = 0o060000;
-pub const S_IFCHR: u16 = 0o020000;
-
 /// Kernel struct offsets and tracepoint field offsets, resolved by the agent at load
 /// time from the running kernel's BTF and tracefs (aya has no CO-RE for Rust programs).
 #[repr(C)]
@@ -531,19 +401,13 @@ pub struct KernelOffsets {
     pub uring_resolved: u32,
 }
 
-/// Who submitted a device mailbox command seen at the driver's own tracepoint.
-pub mod origin {
-    /// The submitting task had a passthrough ioctl of the same class in flight.
-    pub const PASSTHROUGH: u8 = 1;
-    /// Anything else: the kernel's own commands (probe, health polling, ...).
-    pub const KERNEL: u8 = 2;
-
-    pub fn label(origin: u8) -> &'static str {
-        match origin {
-            PASSTHROUGH => "passthrough",
-            KERNEL => "kernel",
-            _ => "unknown",
-        }
+vocab! {
+    /// Who submitted a device mailbox command seen at the driver's own tracepoint.
+    pub mod origin: u8 {
+        /// The submitting task had a passthrough ioctl of the same class in flight.
+        PASSTHROUGH = 1 => "passthrough",
+        /// Anything else: the kernel's own commands (probe, health polling, ...).
+        KERNEL = 2 => "kernel",
     }
 }
 
@@ -589,25 +453,6 @@ mod tests {
     }
 
     #[test]
-    fn device_keys_separate_char_block_and_wildcards() {
-        assert_ne!(device_key(false, 8, 0), device_key(true, 8, 0));
-        assert_ne!(device_key(false, 8, 0), device_key(false, 8, ANY_MINOR));
-        assert_eq!(rdev_major((259 << 20) | 7), 259);
-        assert_eq!(rdev_minor((259 << 20) | 7), 7);
-    }
-
-    #[test]
-    fn major_minor_text() {
-        assert_eq!(parse_major_minor("259:1"), Ok((259, 1)));
-        assert_eq!(parse_major_minor(" 8 : 0 "), Ok((8, 0)));
-        assert_eq!(parse_major_minor("259"), Err(MajorMinorError::NoColon));
-        assert_eq!(parse_major_minor("x:1"), Err(MajorMinorError::BadMajor));
-        assert_eq!(parse_major_minor("1:-1"), Err(MajorMinorError::BadMinor));
-        assert_eq!(parse_major_minor("4096:0"), Err(MajorMinorError::OutOfRange));
-        assert_eq!(parse_major_minor("1:1048576"), Err(MajorMinorError::OutOfRange));
-    }
-
-    #[test]
     fn scope_is_clamped() {
         assert_eq!(scope::from_raw(3), scope::DEBUG_WRITE_FULL);
         assert_eq!(scope::from_raw(4), scope::INVALID);
@@ -620,11 +465,34 @@ mod tests {
             assert_eq!(driver::from_label(driver::label(d)), Some(d));
         }
         assert_eq!(device_kind::from_label("fwctl"), Some(device_kind::FWCTL));
+        assert_eq!(
+            class::ALL,
+            [class::FWCTL, class::NVME_ADMIN, class::NVME_IO, class::CXL_MEM, class::SCSI]
+        );
         assert_eq!(result::from_ret(-1), result::ERROR);
         assert_eq!(result::from_ret(0), result::OK);
         assert_eq!(channel::of(ioctl::NVME_ADMIN_CMD), channel::IOCTL);
         assert_eq!(channel::of(ioctl::NVME_URING_ADMIN), channel::IO_URING);
         assert_eq!(channel::of(ioctl::NVME_URING_IO_VEC), channel::IO_URING);
+    }
+
+    /// The labels metrics and audit records already carry for values that are no id.
+    #[test]
+    fn values_that_are_no_id_keep_their_labels() {
+        assert_eq!(class::label(0), "unknown");
+        assert_eq!(driver::label(0x7f), "unknown");
+        assert_eq!(verdict::label(9), "unknown");
+        assert_eq!(result::label(result::UNOBSERVED), "unknown");
+        assert_eq!(scope::label(7), "invalid");
+        assert_eq!(stat::label(stat::COUNT), "unknown");
+    }
+
+    #[test]
+    fn stat_ids_index_the_counter_array() {
+        for (i, id) in stat::ALL.into_iter().enumerate() {
+            assert_eq!(id, i as u32);
+        }
+        assert_eq!(stat::COUNT, 7);
     }
 }
 
@@ -634,7 +502,8 @@ mod tests {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AgentMeta {
-    /// Which build of the programs, for which kernel layout and settings (`pins::build_id`).
+    /// Which build of the programs, for which kernel layout and settings (the agent's
+    /// `kernel::pins::build_id`).
     pub build_id: [u8; 32],
     /// The running agent (0 while none is attached to the maps).
     pub agent_tgid: u32,

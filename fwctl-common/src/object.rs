@@ -1,7 +1,9 @@
 //! Names of the maps and globals in fwctl-guard's eBPF object: the contract between the
 //! eBPF crate, which defines them (`#[map] static COUNTERS`, the names are the statics'
-//! identifiers), and the agent, which looks them up. Program names are in [`crate::hook_set`].
-//! The agent's tests check that the built object has exactly these maps and programs.
+//! identifiers), and the agent, which looks them up. The hook programs' names are in
+//! [`crate::hook_set`]; the capability programs' are here. The agent's tests check that the
+//! built object has exactly these maps and programs. Not for: what the maps hold (`model`,
+//! `policy`, `effects`).
 
 /// Map names.
 pub mod map {

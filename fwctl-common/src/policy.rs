@@ -1,7 +1,7 @@
 //! The policy as the kernel evaluates it: fixed-size rules in two slots, a candidate
 //! index keyed by (class, driver, opcode), and [`decide`], the evaluation itself.
 //!
-//! The agent compiles a YAML policy into these tables (fwctl-user `policy::compile`), writes
+//! The agent compiles a YAML policy into these tables (fwctl-user `enforce::compile`), writes
 //! the inactive slot, then flips the active slot in one map update: a command is always
 //! evaluated against exactly one complete policy. The eBPF side and `fwctl-guard policy
 //! explain` run the same [`decide`] over their own [`RuleSource`], so what explain says is
@@ -10,6 +10,8 @@
 //! Work per command is bounded: at most [`INDEX_PROBES`] index lookups, then at most
 //! [`MAX_RULES`] candidate rules, each a fixed number of comparisons (at most
 //! [`MAX_VALUES`] per field).
+//!
+//! Not for: reading, checking or compiling YAML (fwctl-user `policy` and `enforce`).
 
 use crate::{
     effects::{declared_effects, effect, EffectsSource},
@@ -116,7 +118,7 @@ pub struct Matcher {
     pub op_mods: [u32; MAX_VALUES],
     pub uids: [u32; MAX_VALUES],
     pub gids: [u32; MAX_VALUES],
-    /// `model::device_key(block, major, minor)`.
+    /// `device_number::device_key(block, major, minor)`.
     pub devices: [u64; MAX_VALUES],
     pub cgroups: [u64; MAX_VALUES],
     pub comms: [[u8; 16]; MAX_VALUES],
@@ -171,7 +173,7 @@ pub struct Subject {
     pub gid: u32,
     pub comm: [u8; 16],
     pub cgroup_id: u64,
-    /// `model::device_key(block, major, minor)` of the node.
+    /// `device_number::device_key(block, major, minor)` of the node.
     pub device: u64,
     /// What the node's device declares about the command (`effects::declared_effects`),
     /// set by [`evaluate`] when the policy has effects rules.
@@ -215,6 +217,24 @@ pub trait RuleSource: EffectsSource {
     }
     /// Rule `index` (0..MAX_RULES) of `slot`.
     fn rule(&self, slot: u32, index: u32) -> Option<&CompiledRule>;
+}
+
+/// The first match of a rule walk packed into one `u32`, as the eBPF `bpf_loop` callback
+/// stores it in the walk's state: 0 when no rule matched, else `(rule_id << 8 | action) + 1`.
+/// Every `(rule_id, action)` packs to a distinct non-zero value.
+#[inline(always)]
+pub const fn pack_match(rule_id: u16, action: u8) -> u32 {
+    ((rule_id as u32) << 8 | action as u32) + 1
+}
+
+/// The `(rule_id, action)` a [`pack_match`] value holds; `None` for 0 (no match).
+#[inline(always)]
+pub const fn unpack_match(found: u32) -> Option<(u16, u8)> {
+    if found == 0 {
+        None
+    } else {
+        Some((((found - 1) >> 8) as u16, ((found - 1) & 0xff) as u8))
+    }
 }
 
 /// A rule's own conditions (its class/driver/opcode already matched through the index).
@@ -546,6 +566,21 @@ mod tests {
         let mut subject = Subject { device: dev, ..Default::default() };
         evaluate(&t2, &quiet, &format_nvm(), &mut subject, true);
         assert_eq!(subject.effects, 0);
+    }
+
+    #[test]
+    fn a_packed_match_round_trips_and_is_never_no_match() {
+        for rule in [0, 1, rule_id::FIRST_RULE_ID, 255, 256, 0x1234, u16::MAX - 1, u16::MAX] {
+            for act in [action::ALLOW, action::AUDIT, action::DENY, 0x7f, 0xff] {
+                let packed = pack_match(rule, act);
+                assert_ne!(packed, 0, "({rule}, {act}) looks like no match");
+                assert_eq!(unpack_match(packed), Some((rule, act)));
+            }
+        }
+        assert_eq!(unpack_match(0), None);
+        // Rule and action do not bleed into each other.
+        assert_ne!(pack_match(1, 0), pack_match(0, 0xff));
+        assert_ne!(pack_match(u16::MAX, 0xff), pack_match(0, 0));
     }
 
     #[test]

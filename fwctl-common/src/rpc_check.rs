@@ -8,37 +8,35 @@
 //! Driver-generic: every fwctl driver's `fw_rpc` has the signature
 //! `(struct fwctl_uctx *, enum fwctl_rpc_scope, void *in, size_t in_len, size_t *out_len)`,
 //! and the payload layouts are the rows of `decode::fwctl::RPC_LAYOUTS`.
+//!
+//! The NVMe counterpart, which compares the submitted opcode, is [`crate::submission`].
+//! Not for: the kprobes or the reaction to a change (the eBPF `rpc_check` and `toctou`).
 
-use crate::model::{driver, scope, Command};
+use crate::{
+    model::{driver, scope, Command},
+    vocab::vocab,
+};
 
-/// How a kernel copy compared with the decision.
-pub mod outcome {
-    /// Same opcode, modifier, scope and feature as decided.
-    pub const MATCH: u32 = 0;
-    /// The opcode changed after the decision.
-    pub const OPCODE_CHANGED: u32 = 1;
-    /// The opcode is the same; the modifier (mlx5 op_mod, pds endpoint) changed.
-    pub const OP_MOD_CHANGED: u32 = 2;
-    /// The CXL feature UUID changed (Get/Set Feature).
-    pub const FEATURE_CHANGED: u32 = 3;
-    /// The scope the kernel passes differs from the one decided on.
-    pub const SCOPE_CHANGED: u32 = 4;
-    /// No decision is parked for this task (the LSM hook did not see the command, or its
-    /// program was skipped).
-    pub const UNDECIDED: u32 = 5;
-    pub const COUNT: u32 = 6;
-
-    pub fn label(outcome: u32) -> &'static str {
-        match outcome {
-            MATCH => "match",
-            OPCODE_CHANGED => "opcode_changed",
-            OP_MOD_CHANGED => "op_mod_changed",
-            FEATURE_CHANGED => "feature_changed",
-            SCOPE_CHANGED => "scope_changed",
-            UNDECIDED => "undecided",
-            _ => "unknown",
-        }
+vocab! {
+    /// How a kernel copy compared with the decision.
+    pub mod outcome: u32 {
+        /// Same opcode, modifier, scope and feature as decided.
+        MATCH = 0 => "match",
+        /// The opcode changed after the decision.
+        OPCODE_CHANGED = 1 => "opcode_changed",
+        /// The opcode is the same; the modifier (mlx5 op_mod, pds endpoint) changed.
+        OP_MOD_CHANGED = 2 => "op_mod_changed",
+        /// The CXL feature UUID changed (Get/Set Feature).
+        FEATURE_CHANGED = 3 => "feature_changed",
+        /// The scope the kernel passes differs from the one decided on.
+        SCOPE_CHANGED = 4 => "scope_changed",
+        /// No decision is parked for this task (the LSM hook did not see the command, or its
+        /// program was skipped).
+        UNDECIDED = 5 => "undecided",
     }
+
+    /// Outcomes per driver in the counter array (the ids are `0..COUNT`).
+    pub const COUNT: u32 = ALL.len() as u32;
 }
 
 /// Compare the command decided at the LSM hook with the one decoded from the kernel's

@@ -1,11 +1,14 @@
-//! Turning a finished command into an exact count and an audit event. Shared by every hook.
+//! Counting and reporting a command, shared by every hook: who sent it (the policy's
+//! subject), its count as seen and then as returned, and its audit event. Not for:
+//! deciding when a command is complete or stale (`fwctl_common::parked`, via `inflight`).
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
     bpf_ktime_get_ns,
 };
 use fwctl_common::{
-    model::{device_key, event_flag, rdev_major, rdev_minor, result, stat, CounterKey, Event},
+    device_number::node_key,
+    model::{event_flag, result, stat, CounterKey, Event},
     policy::Subject,
 };
 
@@ -51,7 +54,7 @@ pub fn current_subject(subject: &mut Subject, rdev: u32, flags: u32) {
     subject.comm = bpf_get_current_comm().unwrap_or_default();
     // SAFETY: helper without preconditions.
     subject.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    subject.device = device_key(flags & event_flag::BLOCK_DEVICE != 0, rdev_major(rdev), rdev_minor(rdev));
+    subject.device = node_key(flags & event_flag::BLOCK_DEVICE != 0, rdev);
     subject.effects = 0;
 }
 

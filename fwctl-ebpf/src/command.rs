@@ -1,5 +1,6 @@
 //! Hook-agnostic decode: copy the ioctl argument (and the payload head it points at) from
 //! user memory into fixed buffers and run the shared `fwctl_common::decode` functions.
+//! Not for: the layouts themselves, which `fwctl_common::decode` holds and tests.
 
 use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user};
 use fwctl_common::{

@@ -1,7 +1,12 @@
 //! Which device a file descriptor or file refers to, and whether the agent watches it.
+//! The kernel reads only: the dev_t layout, map keys and file-type bits are
+//! `fwctl_common::device_number`'s; what is watched is the agent's `DEVICES` map.
 
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
-use fwctl_common::model::{device_key, DeviceInfo, KernelOffsets, ANY_MINOR, S_IFBLK, S_IFCHR, S_IFMT};
+use fwctl_common::{
+    device_number::{block_device, major_key, node_key},
+    model::{DeviceInfo, KernelOffsets},
+};
 
 use crate::maps::DEVICES;
 
@@ -40,10 +45,8 @@ pub fn node_of_file(file: *const u8, off: &KernelOffsets) -> Result<Option<Node>
     unsafe {
         let inode: *const u8 = bpf_probe_read_kernel(file.add(off.file_inode as usize) as *const _)?;
         let mode: u16 = bpf_probe_read_kernel(inode.add(off.inode_mode as usize) as *const _)?;
-        let block = match mode & S_IFMT {
-            S_IFBLK => true,
-            S_IFCHR => false,
-            _ => return Ok(None),
+        let Some(block) = block_device(mode) else {
+            return Ok(None);
         };
         let rdev: u32 = bpf_probe_read_kernel(inode.add(off.inode_rdev as usize) as *const _)?;
         Ok(Some(Node { rdev, block }))
@@ -53,13 +56,11 @@ pub fn node_of_file(file: *const u8, off: &KernelOffsets) -> Result<Option<Node>
 /// The watched-device entry for a node: an exact major:minor entry wins over a major-wide one.
 #[inline(always)]
 pub fn watched(node: Node) -> Option<DeviceInfo> {
-    let major = node.rdev >> 20;
-    let minor = node.rdev & 0xfffff;
     // SAFETY: values are plain data copied out immediately.
     unsafe {
-        if let Some(info) = DEVICES.get(device_key(node.block, major, minor)) {
+        if let Some(info) = DEVICES.get(node_key(node.block, node.rdev)) {
             return Some(*info);
         }
-        DEVICES.get(device_key(node.block, major, ANY_MINOR)).copied()
+        DEVICES.get(major_key(node.block, node.rdev)).copied()
     }
 }

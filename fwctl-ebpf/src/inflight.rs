@@ -1,6 +1,11 @@
-//! The two halves every hook shares: `begin` (a passthrough ioctl on a watched device
-//! was seen: decode it and park it for the current thread) and `finish` (the syscall
-//! returned: add the return value and latency, count it, send the event).
+//! The two halves every hook shares: `begin` (a passthrough command on a watched device
+//! was seen: decode it, decide, count it as seen and park it under its thread or
+//! request) and `finish` (its result is known: add the return value and latency, move its
+//! count, send the event). Also the agent's own exemption (`is_agent`) and the DECIDED
+//! record for the NVMe submission check.
+//!
+//! Which parked command is stale and which gets a DECIDED record are decided by
+//! `fwctl_common::parked` and `fwctl_common::submission`; this module does the map work.
 
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
@@ -8,12 +13,12 @@ use aya_ebpf::helpers::{
 use fwctl_common::{
     abi::IoctlSpec,
     model::{
-        class, decode_status, event_flag, stat, verdict, Command, Decided, Event, KernelOffsets,
-        NS_PER_USER_TICK, OPCODE_NONE,
+        decode_status, event_flag, stat, verdict, Command, Decided, Event, KernelOffsets, NS_PER_USER_TICK,
     },
+    parked::{self, Exit},
+    policy::{evaluate, Subject},
+    submission::expects_submission,
 };
-
-use fwctl_common::policy::{evaluate, Subject};
 
 use crate::{
     account, command,
@@ -109,10 +114,11 @@ struct Seen {
     subject: Subject,
 }
 
-/// Build the event for a decoded command, decide, count it as seen and park it for the
-/// exit hook. Not inlined, like `command::decode` and `apply_policy`: each keeps its
-/// buffers in its own stack frame, side by side rather than stacked, so the hook's call
-/// chain stays under the verifier's 512-byte limit.
+/// Build the event for a decoded and decided command, count it as seen and park it for
+/// the exit hook; a command still parked under the same key is sent without its result.
+/// Not inlined, like `command::decode` and `apply_policy`: each keeps its buffers in its
+/// own stack frame, side by side rather than stacked, so the hook's call chain stays under
+/// the verifier's 512-byte limit.
 #[inline(never)]
 fn park(decoded: &Command, seen: &Seen) -> u8 {
     let mut event = Event { command: *decoded, rule_id: seen.rule_id, ..Event::default() };
@@ -124,14 +130,14 @@ fn park(decoded: &Command, seen: &Seen) -> u8 {
         // its count stays `unobserved`; send its event now rather than lose it.
         // SAFETY: map value pointer, valid for this run.
         let stale = unsafe { &mut *stale };
-        stale.flags |= event_flag::NO_EXIT;
+        parked::mark_unreturned(stale);
         account::emit(stale);
     }
     if INFLIGHT.insert(&key, &event, 0).is_err() {
         // No log line here: aya-log's frames on top of this one exceed the verifier's
         // 512-byte stack for the whole chain. The stat is exported.
         count_stat(stat::PENDING_FULL);
-        event.flags |= event_flag::NO_EXIT;
+        parked::mark_unreturned(&mut event);
         account::emit(&event);
         return event.verdict;
     }
@@ -140,15 +146,10 @@ fn park(decoded: &Command, seen: &Seen) -> u8 {
 }
 
 /// Remember an NVMe command that will reach the driver, so its submission can be
-/// compared with what was decided (`mailbox`).
+/// compared with what was decided (`mailbox`; which commands: `expects_submission`).
 #[inline(always)]
 fn expect_submission(key: u64, command: &Command, verdict: u8) {
-    let nvme = command.class == class::NVME_ADMIN || command.class == class::NVME_IO;
-    if !nvme
-        || verdict == verdict::DENY
-        || command.decode != decode_status::OK
-        || command.opcode == OPCODE_NONE
-    {
+    if !expects_submission(command, verdict) {
         return;
     }
     let decided = Decided { key, opcode: command.opcode, class: command.class, _pad: [0; 3] };
@@ -169,7 +170,7 @@ fn apply_policy(command: &Command, seen: &mut Seen) -> u8 {
 
 /// Complete the current thread's parked command, if it has one. `cmd` is the returning
 /// ioctl's number where the hook knows it: a parked command with another number is stale
-/// (its own return was missed) and is sent without a return value.
+/// (its own return was missed) and is sent without a return value (`parked::on_return`).
 #[inline(always)]
 pub fn finish(ret: i64, cmd: Option<u32>) {
     finish_key(bpf_get_current_pid_tgid(), ret, cmd)
@@ -183,13 +184,13 @@ pub fn finish_key(key: u64, ret: i64, cmd: Option<u32>) {
     };
     // SAFETY: INFLIGHT value pointer, valid for this run; only this thread uses its slot.
     let event = unsafe { &mut *event };
-    if cmd.is_some_and(|cmd| cmd != event.cmd) {
-        event.flags |= event_flag::NO_EXIT;
-    } else {
-        event.ret = ret;
-        // SAFETY: helper without preconditions.
-        event.latency_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.start_ns);
-        account::count_returned(event);
+    match parked::on_return(event.cmd, cmd) {
+        Exit::Stale => parked::mark_unreturned(event),
+        Exit::Returned => {
+            // SAFETY: helper without preconditions.
+            parked::complete(event, ret, unsafe { bpf_ktime_get_ns() });
+            account::count_returned(event);
+        }
     }
     account::emit(event);
     forget_submission(((event.pid as u64) << 32) | event.tid as u64, key);

@@ -1,7 +1,11 @@
 //! The LSM hook path (kernels with BPF LSM): `lsm/file_ioctl` and, on kernels >= 6.8,
 //! `lsm/file_ioctl_compat` see the `struct file` directly (no fd-table walk) before the
 //! driver runs; `fexit` on the ioctl syscalls completes the command with its return value.
+//! `lsm/uring_cmd` does the same for io_uring passthrough commands (results: `uring`).
 //! No syscall tracepoint is attached, so unrelated syscalls pay nothing.
+//!
+//! Not for: the syscall-tracepoint fallback (`syscall_tp`), or how an earlier BPF LSM
+//! program's refusal is passed on (`fwctl_common::lsm`).
 
 use core::ffi::c_void;
 
@@ -14,6 +18,7 @@ use aya_ebpf::{
 use fwctl_common::{
     abi::{ioctl_spec, uring_cmd_spec},
     hook_set,
+    lsm::{earlier_verdict, EarlierVerdict, EACCES, EPERM},
     model::{stat, verdict},
 };
 
@@ -28,44 +33,47 @@ use crate::{
 // verifier, which checks all 64 bits of R0 against [-MAX_ERRNO, 0], refuses it. The
 // section name is what tells aya (and the kernel) this is an LSM program.
 
+/// `file_ioctl(struct file *file, unsigned int cmd, unsigned long arg)`; argument 3 is
+/// the verdict of the BPF LSM programs before this one.
 #[no_mangle]
 #[link_section = "lsm/file_ioctl"]
 pub fn fwctl_lsm_file_ioctl(ctx: *mut c_void) -> i64 {
-    file_ioctl(&LsmContext::new(ctx))
+    let ctx = LsmContext::new(ctx);
+    gate(ctx.arg(3), || observe(&ctx))
 }
 
+/// Same arguments as `file_ioctl`, for 32-bit callers (kernels >= 6.8).
 #[no_mangle]
 #[link_section = "lsm/file_ioctl_compat"]
 pub fn fwctl_lsm_file_ioctl_compat(ctx: *mut c_void) -> i64 {
-    file_ioctl(&LsmContext::new(ctx))
+    let ctx = LsmContext::new(ctx);
+    gate(ctx.arg(3), || observe(&ctx))
 }
 
-/// Argument 3 is the verdict of the BPF LSM programs before this one on this hook: a
-/// denial stays a denial (-EACCES kept, anything else -EPERM).
+/// An LSM program's return value: an earlier BPF LSM program's refusal (`previous`) stays
+/// a refusal (`fwctl_common::lsm::earlier_verdict`) and the command is not looked at;
+/// otherwise `observe` decodes, decides and parks it, and a deny refuses it.
 ///
-/// Every refusal is counted before it returns. Besides being worth counting, the count
-/// keeps each return a plain constant: without a side effect LLVM folds the branches into
-/// `-(deny & 1)`, a BPF_NEG whose result verifiers before 6.13 leave unbounded, and they
-/// refuse the program ("R0 has unknown scalar value").
+/// Every refusal is counted before it returns, and every return is a literal. Besides
+/// being worth counting, the count keeps each return a plain constant: without a side
+/// effect LLVM folds the branches into `-(deny & 1)`, a BPF_NEG whose result verifiers
+/// before 6.13 leave unbounded, and they refuse the program ("R0 has unknown scalar value").
 #[inline(always)]
-fn file_ioctl(ctx: &LsmContext) -> i64 {
-    let previous: i64 = ctx.arg(3);
-    if previous != 0 {
+fn gate(previous: i64, observe: impl FnOnce() -> Result<u8, i64>) -> i64 {
+    let earlier = earlier_verdict(previous);
+    if earlier != EarlierVerdict::Allowed {
         count_stat(stat::REFUSED_EARLIER);
-        if previous == -EACCES {
+        if earlier == EarlierVerdict::DeniedEacces {
             return -EACCES;
         }
         return -EPERM;
     }
-    if let Ok(verdict::DENY) = observe(ctx) {
+    if let Ok(verdict::DENY) = observe() {
         count_stat(stat::REFUSED_POLICY);
         return -EPERM;
     }
     0
 }
-
-const EACCES: i64 = 13;
-const EPERM: i64 = 1;
 
 /// `__x64_sys_ioctl(const struct pt_regs *regs)`: argument 0, return value at index 1;
 /// the ioctl's cmd is in regs->si.
@@ -127,19 +135,7 @@ fn observe(ctx: &LsmContext) -> Result<u8, i64> {
 #[link_section = "lsm/uring_cmd"]
 pub fn fwctl_lsm_uring_cmd(ctx: *mut c_void) -> i64 {
     let ctx = LsmContext::new(ctx);
-    let previous: i64 = ctx.arg(1);
-    if previous != 0 {
-        count_stat(stat::REFUSED_EARLIER);
-        if previous == -EACCES {
-            return -EACCES;
-        }
-        return -EPERM;
-    }
-    if let Ok(verdict::DENY) = observe_uring_cmd(&ctx) {
-        count_stat(stat::REFUSED_POLICY);
-        return -EPERM;
-    }
-    0
+    gate(ctx.arg(1), || observe_uring_cmd(&ctx))
 }
 
 /// `uring_cmd(struct io_uring_cmd *ioucmd)`: the verdict.

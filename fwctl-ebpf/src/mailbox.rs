@@ -3,9 +3,14 @@
 //! thread submits after its passthrough command was let through is that command
 //! (`passthrough`, checked against the decided opcode: a difference is a TOCTOU race);
 //! anything else is `kernel`. Counting happens at completion, with the device's status.
+//! Not for: the comparison itself (`fwctl_common::submission`) or the reaction to a
+//! change (`toctou`).
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
-use fwctl_common::model::{class, nvme_command_key, origin, MailboxKey, MailboxPending};
+use fwctl_common::{
+    model::{class, nvme_command_key, origin, MailboxKey, MailboxPending},
+    submission::{self, queue_class, Submission},
+};
 
 use crate::{
     maps::{increment, offsets, DECIDED, MAILBOX_COUNTERS, MAILBOX_PENDING},
@@ -29,7 +34,7 @@ fn try_setup(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets come from this kernel's tracefs format files.
     let qid: i32 = unsafe { ctx.read_at(off.nvme_setup_qid as usize) }?;
     let opcode: u8 = unsafe { ctx.read_at(off.nvme_setup_opcode as usize) }?;
-    let passthrough = check_submission(if qid == 0 { class::NVME_ADMIN } else { class::NVME_IO }, opcode);
+    let passthrough = check_submission(queue_class(qid), opcode);
     if qid != 0 {
         return Ok(());
     }
@@ -45,7 +50,8 @@ fn try_setup(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// The first submission of a thread with a passthrough command of `class` decided is
 /// that command (the kernel copied it from user memory in between): the same opcode, or
-/// the payload changed after the decision. True when it is the passthrough command.
+/// the payload changed after the decision (`fwctl_common::submission::check`). True when
+/// it is the passthrough command.
 #[inline(always)]
 fn check_submission(class: u8, opcode: u8) -> bool {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -53,11 +59,12 @@ fn check_submission(class: u8, opcode: u8) -> bool {
     let Some(decided) = (unsafe { DECIDED.get(&pid_tgid) }).copied() else {
         return false;
     };
-    if decided.class != class {
+    let submitted = submission::check(&decided, class, opcode);
+    if submitted == Submission::Kernel {
         return false;
     }
     let _ = DECIDED.remove(&pid_tgid);
-    if decided.opcode != opcode as u32 {
+    if submitted == Submission::Changed {
         toctou::detected(decided.key, class, opcode as u32);
     }
     true

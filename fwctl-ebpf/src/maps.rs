@@ -1,6 +1,7 @@
-//! Every map and global the programs share with the agent. The names are a contract:
-//! `fwctl_common::object` lists them for the agent, and an agent test checks that the
-//! built object has exactly those.
+//! Every map and global the programs share with the agent, and the counter updates on
+//! them. The names are a contract: `fwctl_common::object` lists them for the agent, and an
+//! agent test checks that the built object has exactly those. Not for: what the values
+//! mean (the types are `fwctl_common::model`'s and `fwctl_common::policy`'s).
 
 use aya_ebpf::{
     macros::map,
@@ -15,7 +16,8 @@ use fwctl_common::{
     policy::{CompiledRule, IndexKey, PolicyHeader, MAX_RULES},
 };
 
-/// Device nodes to watch: `device_key(block, major, minor|ANY_MINOR)` -> kind and driver.
+/// Device nodes to watch: `device_number::device_key(block, major, minor|ANY_MINOR)` ->
+/// kind and driver.
 #[map]
 pub static DEVICES: HashMap<u64, DeviceInfo> = HashMap::with_max_entries(4096, 0);
 

@@ -1,6 +1,7 @@
 //! The kernel's view of the policy maps, for `fwctl_common::policy::decide`. The rule
 //! walk runs under `bpf_loop` (Linux >= 5.17): the verifier checks one rule test instead
-//! of unrolling 64 of them (which exceeded its 1M-instruction budget).
+//! of unrolling 64 of them (which exceeded its 1M-instruction budget). Not for: the
+//! evaluation itself, which is `decide`, shared with `fwctl-guard policy explain`.
 
 use core::ffi::c_void;
 
@@ -8,11 +9,15 @@ use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel};
 use fwctl_common::{
     effects::{declared_effects, EffectsKey, EffectsSource},
     model::Command,
-    policy::{rule_matches, CompiledRule, IndexKey, PolicyHeader, RuleSource, Subject, MAX_RULES},
+    policy::{
+        pack_match, rule_matches, unpack_match, CompiledRule, IndexKey, PolicyHeader, RuleSource, Subject,
+        MAX_RULES,
+    },
 };
 
 use crate::maps::{EFFECTS, POLICY, POLICY_INDEX, RULES};
 
+/// The policy and effects maps as a `RuleSource`: what `decide` reads in the kernel.
 pub struct Maps;
 
 /// State shared with the `bpf_loop` callback. The command and subject stay where the hook
@@ -24,7 +29,7 @@ struct Walk {
     subject: *const Subject,
     command: *const Command,
     slot: u32,
-    /// 0: no match; else (rule_id << 8 | action) + 1.
+    /// The first match, `policy::pack_match` (0: none yet).
     found: u32,
 }
 
@@ -41,7 +46,7 @@ extern "C" fn test_rule(index: u32, walk: *mut c_void) -> i64 {
     // SAFETY: both point at the hook's live stack frame for the whole bpf_loop call.
     let (command, subject) = unsafe { (&*walk.command, &*walk.subject) };
     if rule_matches(rule, command, subject) {
-        walk.found = ((rule.rule_id as u32) << 8 | rule.action as u32) + 1;
+        walk.found = pack_match(rule.rule_id, rule.action);
         return 1;
     }
     0
@@ -90,8 +95,7 @@ impl RuleSource for Maps {
                 0,
             )
         };
-        let found = walk.found;
-        (found != 0).then(|| (((found - 1) >> 8) as u16, ((found - 1) & 0xff) as u8))
+        unpack_match(walk.found)
     }
 
     #[inline(always)]

@@ -2,6 +2,7 @@
 //! RPC payload and compare it with the decision parked for this task by the ioctl hook
 //! (`fwctl_common::rpc_check`). Kprobes rather than fentry: aya attaches fentry only to
 //! vmlinux functions, and these live in modules (cxl_core, mlx5_fwctl, pds_fwctl, bnxt_fwctl).
+//! Not for: the comparison, which is `fwctl_common::rpc_check::compare`.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::kprobe, programs::ProbeContext};
 use fwctl_common::{

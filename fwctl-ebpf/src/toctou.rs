@@ -4,7 +4,8 @@
 //! `on_toctou: kill`, answered with SIGKILL to the task. Callers: the NVMe submit
 //! tracepoint and the fwctl `fw_rpc` kprobes. No aya-log here: its outlined formatting
 //! function takes stack pointers, which 6.1's verifier refuses for a global function
-//! ("reg type unsupported for arg#0").
+//! ("reg type unsupported for arg#0"). Not for: deciding that a payload changed
+//! (`fwctl_common::submission`, `fwctl_common::rpc_check`).
 
 use aya_ebpf::helpers::generated::bpf_send_signal;
 use fwctl_common::{model::event_flag, policy::on_toctou};

@@ -298,7 +298,7 @@ impl DeclaredDevice {
 
 /// `MAJOR:MINOR`, with the text in the error.
 pub fn parse_major_minor(text: &str) -> Result<(u32, u32)> {
-    fwctl_common::model::parse_major_minor(text).map_err(|e| anyhow::anyhow!("'{text}': {e}"))
+    fwctl_common::device_number::parse_major_minor(text).map_err(|e| anyhow::anyhow!("'{text}': {e}"))
 }
 
 /// Syslog facilities by name (RFC 5424 table 1).

@@ -6,12 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use fwctl_common::{
     abi::spec_by_ioctl,
+    device_number::{rdev_major, rdev_minor},
     effects::effect,
     hook_set,
-    model::{
-        channel, class, decode_status, driver, event_flag, rdev_major, rdev_minor, result, scope, verdict,
-        Event,
-    },
+    model::{channel, class, decode_status, driver, event_flag, result, scope, verdict, Event},
 };
 use serde::Serialize;
 

@@ -10,7 +10,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use fwctl_common::model::{device_key, device_kind, driver, DeviceInfo, ANY_MINOR};
+use fwctl_common::{
+    device_number::{device_key, ANY_MINOR},
+    model::{device_kind, driver, DeviceInfo},
+};
 
 use super::fwctl_info;
 use crate::config::{parse_major_minor, DeclaredDevice};

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use fwctl_common::{
+    device_number::device_key,
     effects::{EffectsKey, EffectsSource},
-    model::{class, device_key},
+    model::class,
     policy::{
         self, action, declared, mode, CompiledRule, IndexKey, Matcher, OpcodeEntry, RuleSource, ANY_DRIVER,
         ANY_OPCODE, MAX_RULES, MAX_VALUES, SCOPE_NONE_BIT,

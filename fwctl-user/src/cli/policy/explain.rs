@@ -5,8 +5,9 @@ use std::{collections::BTreeSet, path::Path};
 
 use anyhow::{anyhow, bail, Result};
 use fwctl_common::{
+    device_number::device_key,
     effects::effect,
-    model::{class, device_key, driver, ioctl, scope, verdict, Command},
+    model::{class, driver, ioctl, scope, verdict, Command},
     policy::{decide, declared, rule_id, Decision, Matcher, Subject},
 };
 

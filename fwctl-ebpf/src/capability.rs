@@ -1,5 +1,8 @@
-//! Do-nothing programs `fwctl-guard probe` loads and attaches to learn which program
-//! types this kernel accepts. Never attached by the agent itself.
+//! Capability programs: do-nothing programs `fwctl-guard probe` loads and attaches to
+//! learn which program types this kernel accepts (their names are
+//! `fwctl_common::object::capability_program`). Never attached by the agent itself, and
+//! not a test that a hook runs: an LSM program attaches even where `bpf` is not an
+//! active LSM and then never runs.
 
 use aya_ebpf::{
     macros::{fentry, lsm, tracepoint},
