@@ -11,10 +11,13 @@
 //! kernel can run (that is found by trying, since a program the kernel accepts may still
 //! never run).
 
+use crate::canary::slot;
+
 /// Hook set ids: the value of `Event::hook`, so the audit log says which set saw a command.
 pub mod id {
     pub const TRACEPOINT: u8 = 1;
     pub const LSM: u8 = 2;
+    pub const TRAMPOLINE: u8 = 3;
 }
 
 /// How a program attaches.
@@ -28,6 +31,9 @@ pub enum Attach {
     TracePoint(&'static str, &'static str),
     /// A kprobe on a kernel function (modules included).
     KProbe(&'static str),
+    /// fmod_ret (BPF_MODIFY_RETURN) on a vmlinux `security_*` function: a non-zero return
+    /// skips the function and becomes its return value.
+    FModRet(&'static str),
 }
 
 impl Attach {
@@ -38,6 +44,7 @@ impl Attach {
             Attach::FExit(_) => "fexit",
             Attach::TracePoint(..) => "tracepoint",
             Attach::KProbe(_) => "kprobe",
+            Attach::FModRet(_) => "fmod_ret",
         }
     }
 }
@@ -82,6 +89,8 @@ pub struct Program {
     /// The oldest kernel with the hook, for `probe` and the documentation (`""`: any the
     /// set runs on).
     pub since: &'static str,
+    /// Its `CANARY` map index (`canary::slot`), where it counts the self-test's canaries.
+    pub slot: u32,
 }
 
 /// One hook set.
@@ -125,6 +134,7 @@ pub const LSM: HookSet = HookSet {
             role: role::OBSERVE | role::DENY,
             when: When::Required,
             since: "",
+            slot: slot::LSM_FILE_IOCTL,
         },
         Program {
             name: "fwctl_fexit_sys_ioctl",
@@ -132,6 +142,7 @@ pub const LSM: HookSet = HookSet {
             role: role::RESULT,
             when: When::Required,
             since: "",
+            slot: slot::FEXIT_SYS_IOCTL,
         },
         Program {
             name: "fwctl_lsm_file_ioctl_compat",
@@ -139,6 +150,7 @@ pub const LSM: HookSet = HookSet {
             role: role::OBSERVE | role::DENY,
             when: When::IfSupported,
             since: "6.8",
+            slot: slot::LSM_FILE_IOCTL_COMPAT,
         },
         Program {
             name: "fwctl_fexit_compat_sys_ioctl",
@@ -146,6 +158,7 @@ pub const LSM: HookSet = HookSet {
             role: role::RESULT,
             when: When::IfSupported,
             since: "",
+            slot: slot::FEXIT_COMPAT_SYS_IOCTL,
         },
         Program {
             name: "fwctl_lsm_uring_cmd",
@@ -153,6 +166,7 @@ pub const LSM: HookSet = HookSet {
             role: role::OBSERVE | role::DENY,
             when: When::IfSupported,
             since: "5.19",
+            slot: slot::LSM_URING_CMD,
         },
         Program {
             name: "fwctl_io_uring_complete",
@@ -160,6 +174,120 @@ pub const LSM: HookSet = HookSet {
             role: role::RESULT,
             when: When::WithUring("fwctl_lsm_uring_cmd"),
             since: "5.19",
+            slot: slot::IO_URING_COMPLETE,
+        },
+    ],
+};
+
+/// The trampoline set: fmod_ret programs on the LSM framework's `security_*` functions,
+/// for kernels with BPF trampolines where BPF LSM is compiled in but not an active LSM.
+/// They decide before the driver runs and can refuse, like BPF LSM; being tracing
+/// programs, the kernel may skip one when a task was preempted inside it on the same CPU,
+/// so each hook has a deciding program and two independent backup deny programs, and the
+/// result programs catch and flag a denied command that all three missed.
+pub const TRAMPOLINE: HookSet = HookSet {
+    id: id::TRAMPOLINE,
+    label: "trampoline",
+    title: "BPF trampolines (fmod_ret on security_*)",
+    can_deny: true,
+    needs: "BTF and BPF trampolines (fentry/fmod_ret); BPF LSM need not be active",
+    cost: "no syscall tracepoint: only ioctls and io_uring commands pass through the hooks",
+    programs: &[
+        Program {
+            name: "fwctl_fmodret_file_ioctl",
+            attach: Attach::FModRet("security_file_ioctl"),
+            role: role::OBSERVE | role::DENY,
+            when: When::Required,
+            since: "",
+            slot: slot::FMODRET_FILE_IOCTL,
+        },
+        Program {
+            name: "fwctl_fmodret_file_ioctl_backup1",
+            attach: Attach::FModRet("security_file_ioctl"),
+            role: role::DENY,
+            when: When::Required,
+            since: "",
+            slot: slot::FMODRET_FILE_IOCTL_BACKUP[0],
+        },
+        Program {
+            name: "fwctl_fmodret_file_ioctl_backup2",
+            attach: Attach::FModRet("security_file_ioctl"),
+            role: role::DENY,
+            when: When::Required,
+            since: "",
+            slot: slot::FMODRET_FILE_IOCTL_BACKUP[1],
+        },
+        Program {
+            name: "fwctl_fexit_sys_ioctl_checked",
+            attach: Attach::FExit("__x64_sys_ioctl"),
+            role: role::RESULT | role::CHECK,
+            when: When::Required,
+            since: "",
+            slot: slot::FEXIT_SYS_IOCTL_CHECKED,
+        },
+        Program {
+            name: "fwctl_fmodret_file_ioctl_compat",
+            attach: Attach::FModRet("security_file_ioctl_compat"),
+            role: role::OBSERVE | role::DENY,
+            when: When::IfSupported,
+            since: "6.8",
+            slot: slot::FMODRET_FILE_IOCTL_COMPAT,
+        },
+        Program {
+            name: "fwctl_fmodret_file_ioctl_compat_backup1",
+            attach: Attach::FModRet("security_file_ioctl_compat"),
+            role: role::DENY,
+            when: When::IfSupported,
+            since: "6.8",
+            slot: slot::FMODRET_FILE_IOCTL_COMPAT_BACKUP[0],
+        },
+        Program {
+            name: "fwctl_fmodret_file_ioctl_compat_backup2",
+            attach: Attach::FModRet("security_file_ioctl_compat"),
+            role: role::DENY,
+            when: When::IfSupported,
+            since: "6.8",
+            slot: slot::FMODRET_FILE_IOCTL_COMPAT_BACKUP[1],
+        },
+        Program {
+            name: "fwctl_fexit_compat_sys_ioctl_checked",
+            attach: Attach::FExit("__ia32_compat_sys_ioctl"),
+            role: role::RESULT | role::CHECK,
+            when: When::IfSupported,
+            since: "",
+            slot: slot::FEXIT_COMPAT_SYS_IOCTL_CHECKED,
+        },
+        Program {
+            name: "fwctl_fmodret_uring_cmd",
+            attach: Attach::FModRet("security_uring_cmd"),
+            role: role::OBSERVE | role::DENY,
+            when: When::IfSupported,
+            since: "5.19",
+            slot: slot::FMODRET_URING_CMD,
+        },
+        Program {
+            name: "fwctl_fmodret_uring_cmd_backup1",
+            attach: Attach::FModRet("security_uring_cmd"),
+            role: role::DENY,
+            when: When::IfSupported,
+            since: "5.19",
+            slot: slot::FMODRET_URING_CMD_BACKUP[0],
+        },
+        Program {
+            name: "fwctl_fmodret_uring_cmd_backup2",
+            attach: Attach::FModRet("security_uring_cmd"),
+            role: role::DENY,
+            when: When::IfSupported,
+            since: "5.19",
+            slot: slot::FMODRET_URING_CMD_BACKUP[1],
+        },
+        Program {
+            name: "fwctl_io_uring_complete",
+            attach: Attach::TracePoint("io_uring", "io_uring_complete"),
+            role: role::RESULT,
+            when: When::WithUring("fwctl_fmodret_uring_cmd"),
+            since: "5.19",
+            slot: slot::IO_URING_COMPLETE,
         },
     ],
 };
@@ -180,6 +308,7 @@ pub const TRACEPOINT: HookSet = HookSet {
             role: role::OBSERVE,
             when: When::Required,
             since: "",
+            slot: slot::SYS_ENTER_IOCTL,
         },
         Program {
             name: "fwctl_sys_exit_ioctl",
@@ -187,12 +316,13 @@ pub const TRACEPOINT: HookSet = HookSet {
             role: role::RESULT,
             when: When::Required,
             since: "",
+            slot: slot::SYS_EXIT_IOCTL,
         },
     ],
 };
 
 /// Every hook set, best first: the order `hook: auto` tries them in.
-pub const ALL: [&HookSet; 2] = [&LSM, &TRACEPOINT];
+pub const ALL: [&HookSet; 3] = [&LSM, &TRAMPOLINE, &TRACEPOINT];
 
 /// Programs attached beside any hook set where the kernel has their target: the NVMe
 /// driver's own tracepoints (mailbox counters and the NVMe TOCTOU check) and the fwctl
@@ -205,6 +335,7 @@ pub const COMPANIONS: [Program; 6] = [
         role: role::CHECK,
         when: When::NvmeLoaded,
         since: "",
+        slot: slot::NONE,
     },
     Program {
         name: "fwctl_nvme_complete_rq",
@@ -212,6 +343,7 @@ pub const COMPANIONS: [Program; 6] = [
         role: role::RESULT,
         when: When::NvmeLoaded,
         since: "",
+        slot: slot::NONE,
     },
     Program {
         name: "fwctl_rpc_check_cxl",
@@ -219,6 +351,7 @@ pub const COMPANIONS: [Program; 6] = [
         role: role::CHECK,
         when: When::FunctionPresent,
         since: "6.15",
+        slot: slot::NONE,
     },
     Program {
         name: "fwctl_rpc_check_mlx5",
@@ -226,6 +359,7 @@ pub const COMPANIONS: [Program; 6] = [
         role: role::CHECK,
         when: When::FunctionPresent,
         since: "6.15",
+        slot: slot::NONE,
     },
     Program {
         name: "fwctl_rpc_check_pds",
@@ -233,6 +367,7 @@ pub const COMPANIONS: [Program; 6] = [
         role: role::CHECK,
         when: When::FunctionPresent,
         since: "6.15",
+        slot: slot::NONE,
     },
     Program {
         name: "fwctl_rpc_check_bnxt",
@@ -240,6 +375,7 @@ pub const COMPANIONS: [Program; 6] = [
         role: role::CHECK,
         when: When::FunctionPresent,
         since: "6.15",
+        slot: slot::NONE,
     },
 ];
 
@@ -279,9 +415,32 @@ mod tests {
                 assert_ne!((a.id, a.label), (b.id, b.label));
             }
         }
-        let names = ALL.iter().flat_map(|s| s.programs.iter()).chain(COMPANIONS.iter()).map(|p| p.name);
-        for (i, a) in names.clone().enumerate() {
-            assert_eq!(names.clone().skip(i + 1).filter(|b| *b == a).count(), 0, "{a} twice");
+        // A program may serve several sets (the io_uring completion): same attach, role and
+        // slot; only what it waits for may differ.
+        let programs = ALL.iter().flat_map(|s| s.programs.iter()).chain(COMPANIONS.iter());
+        for (i, a) in programs.clone().enumerate() {
+            for b in programs.clone().skip(i + 1).filter(|b| b.name == a.name) {
+                assert_eq!(
+                    (a.attach, a.role, a.slot),
+                    (b.attach, b.role, b.slot),
+                    "{} twice, differently",
+                    a.name
+                );
+            }
+            for b in programs.clone().filter(|b| b.slot == a.slot && a.slot != crate::canary::slot::NONE) {
+                assert_eq!(a.name, b.name, "slot {} twice", a.slot);
+            }
+            assert!(a.slot == crate::canary::slot::NONE || a.slot < crate::canary::SLOTS);
+        }
+        for set in ALL {
+            for (i, a) in set.programs.iter().enumerate() {
+                assert!(
+                    set.programs[i + 1..].iter().all(|b| b.name != a.name),
+                    "{} twice in {}",
+                    a.name,
+                    set.label
+                );
+            }
         }
         assert_eq!(label(0), "unknown");
     }

@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod abi;
+pub mod canary;
 pub mod catalog;
 pub mod decode;
 pub mod device_number;

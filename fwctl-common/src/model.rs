@@ -193,6 +193,9 @@ vocab! {
         REFUSED_POLICY = 5 => "policy",
         /// Refusals passed on from an earlier BPF LSM program on the same hook.
         REFUSED_EARLIER = 6 => "earlier_bpf_lsm",
+        /// Refusals by a backup deny program of the trampoline set (its first program was
+        /// skipped, or the payload changed between the two decisions).
+        REFUSED_BACKUP = 7 => "backup",
     }
 
     /// Size of the counter array (the ids are its indexes, `0..COUNT`).
@@ -294,6 +297,15 @@ pub mod event_flag {
     pub const TOCTOU: u32 = 4;
     /// The task was sent SIGKILL for it (`on_toctou: kill`).
     pub const KILLED: u32 = 8;
+    /// A self-test canary parked between its hooks: counted in the `CANARY` map only,
+    /// never as a command or an audit event.
+    pub const CANARY: u32 = 16;
+    /// The hook set's deciding program was skipped for this command (a task preempted
+    /// inside it on the same CPU); the result hook decided it after the fact.
+    pub const OBSERVER_SKIPPED: u32 = 32;
+    /// The policy denies this command, yet it reached the driver: every deny program was
+    /// skipped. Detected after the fact, like a TOCTOU race.
+    pub const BYPASS: u32 = 64;
 }
 
 /// A passthrough command the hook let through, waiting for the driver to submit it
@@ -371,6 +383,11 @@ pub struct KernelOffsets {
     /// compat (cx) syscall entry, read by the fexit programs.
     pub pt_regs_si: u32,
     pub pt_regs_cx: u32,
+    /// ... and its `fd` (di; bx for 32-bit) and `arg` (dx for both), read by the result
+    /// programs of the trampoline set when its deciding program was skipped.
+    pub pt_regs_di: u32,
+    pub pt_regs_bx: u32,
+    pub pt_regs_dx: u32,
     /// `task_struct.group_leader` and `.start_boottime`: with the tgid, they tell the
     /// agent apart from a later process that reuses its pid after a crash.
     pub task_group_leader: u32,
@@ -492,7 +509,7 @@ mod tests {
         for (i, id) in stat::ALL.into_iter().enumerate() {
             assert_eq!(id, i as u32);
         }
-        assert_eq!(stat::COUNT, 7);
+        assert_eq!(stat::COUNT, 8);
     }
 }
 

@@ -23,9 +23,11 @@ pub mod map {
     pub const EVENTS: &str = "EVENTS";
     pub const META: &str = "META";
     pub const RULE_NAMES: &str = "RULE_NAMES";
+    pub const CANARY: &str = "CANARY";
+    pub const BYPASS: &str = "BYPASS";
 
     /// Every map of the object.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 18] = [
         DEVICES,
         INFLIGHT,
         DECIDED,
@@ -42,6 +44,8 @@ pub mod map {
         EVENTS,
         META,
         RULE_NAMES,
+        CANARY,
+        BYPASS,
     ];
 }
 

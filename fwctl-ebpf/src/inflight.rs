@@ -11,7 +11,9 @@ use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
 };
 use fwctl_common::{
-    abi::IoctlSpec,
+    abi::{ioctl_spec, IoctlSpec},
+    hook_set,
+    lsm::EPERM,
     model::{
         decode_status, event_flag, stat, verdict, Command, Decided, Event, KernelOffsets, NS_PER_USER_TICK,
     },
@@ -21,10 +23,10 @@ use fwctl_common::{
 };
 
 use crate::{
-    account, command,
-    device::{watched, Node},
-    maps::{count_stat, DECIDED, INFLIGHT, META},
-    policy,
+    account, canary, command,
+    device::{node_of_fd, watched, Node},
+    maps::{count_in, count_stat, BYPASS, DECIDED, INFLIGHT, META},
+    policy, toctou,
 };
 
 /// The ioctls the agent itself issues (inventory, effects reads) are not commands to
@@ -63,37 +65,79 @@ pub fn begin(
     can_deny: bool,
     key: u64,
 ) -> u8 {
-    let node = match resolved {
-        Ok(Some(node)) => node,
-        Ok(None) => return verdict::ALLOW,
-        Err(_) => {
-            count_stat(stat::FD_UNRESOLVED);
-            return verdict::ALLOW;
-        }
-    };
-    let Some(device) = watched(node) else {
+    let Some((node, driver)) = passthrough_node(spec, resolved, true) else {
         return verdict::ALLOW;
     };
-    if device.kind != spec.device_kind {
-        return verdict::ALLOW;
-    }
     let mut decoded = Command::new(0, 0, 0);
-    if command::decode(spec, device.driver, arg, &mut decoded) != decode_status::OK {
+    if command::decode(spec, driver, arg, &mut decoded) != decode_status::OK {
         count_stat(stat::DECODE_FAILED);
     }
-    let mut seen = Seen {
-        key,
-        cmd,
-        rdev: node.rdev,
-        flags: if node.block { event_flag::BLOCK_DEVICE } else { 0 },
-        hook,
-        can_deny: can_deny as u8,
-        verdict: verdict::ALLOW,
-        rule_id: 0,
-        subject: Subject::default(),
-    };
+    let mut seen = Seen::new(key, cmd, node, hook, can_deny);
     apply_policy(&decoded, &mut seen);
     park(&decoded, &seen)
+}
+
+/// The watched node and its driver, when `resolved` is a node of the kind `spec` is for;
+/// a node that could not be resolved is counted (`count_unresolved`).
+#[inline(always)]
+fn passthrough_node(
+    spec: &IoctlSpec,
+    resolved: Result<Option<Node>, i64>,
+    count_unresolved: bool,
+) -> Option<(Node, u8)> {
+    let node = match resolved {
+        Ok(Some(node)) => node,
+        Ok(None) => return None,
+        Err(_) => {
+            if count_unresolved {
+                count_stat(stat::FD_UNRESOLVED);
+            }
+            return None;
+        }
+    };
+    let device = watched(node)?;
+    (device.kind == spec.device_kind).then_some((node, device.driver))
+}
+
+/// The verdict of a backup deny program (the trampoline set): decode and decide again,
+/// count and park nothing (the deciding program did, or the result program will).
+/// Inlined into the program like [`begin`]: a `Result`/`Option` argument of a BPF
+/// subprogram gets BTF the kernel refuses (a union member at a non-zero offset).
+#[inline(always)]
+pub fn decide(spec: &IoctlSpec, resolved: Result<Option<Node>, i64>, cmd: u32, arg: u64, hook: u8) -> u8 {
+    let Some((node, driver)) = passthrough_node(spec, resolved, false) else {
+        return verdict::ALLOW;
+    };
+    let mut decoded = Command::new(0, 0, 0);
+    command::decode(spec, driver, arg, &mut decoded);
+    let mut seen = Seen::new(0, cmd, node, hook, true);
+    apply_policy(&decoded, &mut seen)
+}
+
+/// The result program of the trampoline set found nothing parked for a passthrough
+/// command: its deciding program was skipped. Decide it now, after the fact, count it,
+/// and send its event marked [`event_flag::OBSERVER_SKIPPED`]; a command the policy
+/// denies that still reached the driver (`ret` is not -EPERM: every backup was skipped
+/// too) is a bypass, counted and marked like a TOCTOU race (and killed under
+/// `on_toctou: kill`).
+#[inline(never)]
+fn catch_skipped(spec: &IoctlSpec, returned: &Returned) {
+    let Returned { node, driver, cmd, arg, ret, slot } = *returned;
+    let key = bpf_get_current_pid_tgid();
+    let mut decoded = Command::new(0, 0, 0);
+    if command::decode(spec, driver, arg, &mut decoded) != decode_status::OK {
+        count_stat(stat::DECODE_FAILED);
+    }
+    let mut seen = Seen::new(key, cmd, node, hook_set::id::TRAMPOLINE, true);
+    seen.flags |= event_flag::OBSERVER_SKIPPED;
+    if apply_policy(&decoded, &mut seen) == verdict::DENY && ret != -EPERM {
+        seen.verdict = verdict::WOULD_DENY;
+        seen.flags |= event_flag::BYPASS;
+        count_in(&BYPASS, decoded.class as u32);
+        seen.flags |= toctou::answer();
+    }
+    park(&decoded, &seen);
+    finish_key(key, ret, Some(cmd), slot);
 }
 
 /// What the hook knows besides the decoded command. Passed by reference: BPF
@@ -112,6 +156,23 @@ struct Seen {
     verdict: u8,
     rule_id: u16,
     subject: Subject,
+}
+
+impl Seen {
+    #[inline(always)]
+    fn new(key: u64, cmd: u32, node: Node, hook: u8, can_deny: bool) -> Self {
+        Self {
+            key,
+            cmd,
+            rdev: node.rdev,
+            flags: if node.block { event_flag::BLOCK_DEVICE } else { 0 },
+            hook,
+            can_deny: can_deny as u8,
+            verdict: verdict::ALLOW,
+            rule_id: 0,
+            subject: Subject::default(),
+        }
+    }
 }
 
 /// Build the event for a decoded and decided command, count it as seen and park it for
@@ -171,19 +232,58 @@ fn apply_policy(command: &Command, seen: &mut Seen) -> u8 {
 /// Complete the current thread's parked command, if it has one. `cmd` is the returning
 /// ioctl's number where the hook knows it: a parked command with another number is stale
 /// (its own return was missed) and is sent without a return value (`parked::on_return`).
+/// `slot`: the result program's canary slot.
 #[inline(always)]
-pub fn finish(ret: i64, cmd: Option<u32>) {
-    finish_key(bpf_get_current_pid_tgid(), ret, cmd)
+pub fn finish(ret: i64, cmd: Option<u32>, slot: u32) {
+    finish_key(bpf_get_current_pid_tgid(), ret, cmd, slot)
+}
+
+/// [`finish`] for the trampoline set, which also catches what its skipped deciding
+/// program missed: `fd` and `arg` are the returning ioctl's.
+#[inline(always)]
+pub fn finish_or_catch(ret: i64, cmd: u32, fd: u64, arg: u64, off: &KernelOffsets, slot: u32) {
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: only the presence is looked at.
+    if unsafe { INFLIGHT.get(&key) }.is_some() {
+        return finish_key(key, ret, Some(cmd), slot);
+    }
+    let Some(spec) = ioctl_spec(cmd) else { return };
+    if is_agent(off) {
+        return;
+    }
+    let Some((node, driver)) = passthrough_node(spec, node_of_fd(fd, off), true) else {
+        return;
+    };
+    catch_skipped(spec, &Returned { node, driver, cmd, arg, ret, slot });
+}
+
+/// A returning ioctl on a watched node, as the result program read it. One struct
+/// argument: BPF subprograms take at most five, and no `Result`/`Option` (their BTF is
+/// refused by the kernel).
+#[derive(Clone, Copy)]
+struct Returned {
+    node: Node,
+    driver: u8,
+    cmd: u32,
+    arg: u64,
+    ret: i64,
+    /// The result program's canary slot.
+    slot: u32,
 }
 
 /// [`finish`] for the command parked under `key`.
 #[inline(always)]
-pub fn finish_key(key: u64, ret: i64, cmd: Option<u32>) {
+pub fn finish_key(key: u64, ret: i64, cmd: Option<u32>, slot: u32) {
     let Some(event) = INFLIGHT.get_ptr_mut(&key) else {
         return;
     };
     // SAFETY: INFLIGHT value pointer, valid for this run; only this thread uses its slot.
     let event = unsafe { &mut *event };
+    if event.flags & event_flag::CANARY != 0 {
+        canary::returned(slot);
+        let _ = INFLIGHT.remove(&key);
+        return;
+    }
     match parked::on_return(event.cmd, cmd) {
         Exit::Stale => parked::mark_unreturned(event),
         Exit::Returned => {

@@ -22,9 +22,11 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod account;
+mod canary;
 mod capability;
 mod command;
 mod device;
+mod hook;
 mod inflight;
 mod lsm;
 mod mailbox;
@@ -33,6 +35,7 @@ mod policy;
 mod rpc_check;
 mod syscall_tp;
 mod toctou;
+mod trampoline;
 mod uring;
 
 #[cfg(not(test))]

@@ -30,6 +30,15 @@ pub static INFLIGHT: HashMap<u64, Event> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static DECIDED: HashMap<u64, Decided> = HashMap::with_max_entries(16384, 0);
 
+/// Self-test canaries each program saw, by its `canary::slot` (per CPU).
+#[map]
+pub static CANARY: PerCpuArray<u64> = PerCpuArray::with_max_entries(fwctl_common::canary::SLOTS, 0);
+
+/// Commands the policy denies that reached the driver because every deny program of the
+/// trampoline set was skipped, by command class (per CPU).
+#[map]
+pub static BYPASS: PerCpuArray<u64> = PerCpuArray::with_max_entries(8, 0);
+
 /// Payloads that changed between decision and driver, by command class (per CPU).
 #[map]
 pub static TOCTOU: PerCpuArray<u64> = PerCpuArray::with_max_entries(8, 0);
@@ -100,6 +109,9 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sys_exit_ret: 0,
     pt_regs_si: 0,
     pt_regs_cx: 0,
+    pt_regs_di: 0,
+    pt_regs_bx: 0,
+    pt_regs_dx: 0,
     task_group_leader: 0,
     task_start_boottime: 0,
     nvme_setup_ctrl_id: 0,
@@ -131,6 +143,16 @@ pub fn count_stat(index: u32) {
     if let Some(ptr) = STATS.get_ptr_mut(index) {
         // SAFETY: map value pointer, valid for the program's run; atomic because
         // syscall tracepoint programs can be preempted on PREEMPT kernels.
+        unsafe { atomic_add(ptr, 1) };
+    }
+}
+
+/// Add one to slot `index` of a per-CPU array of counters.
+#[inline(always)]
+pub fn count_in(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(ptr) = map.get_ptr_mut(index) {
+        // SAFETY: map value pointer, valid for the program's run; atomic because a task
+        // can be preempted inside the program by another one on the same CPU.
         unsafe { atomic_add(ptr, 1) };
     }
 }

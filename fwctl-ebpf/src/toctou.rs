@@ -11,7 +11,7 @@ use aya_ebpf::helpers::generated::bpf_send_signal;
 use fwctl_common::{model::event_flag, policy::on_toctou};
 
 use crate::{
-    maps::{atomic_add, INFLIGHT, TOCTOU},
+    maps::{count_in, INFLIGHT, TOCTOU},
     policy,
 };
 
@@ -20,19 +20,26 @@ const SIGKILL: u32 = 9;
 /// The command parked under `key` reached the driver as `kernel_opcode` instead.
 #[inline(always)]
 pub fn detected(key: u64, class: u8, kernel_opcode: u32) {
-    if let Some(slot) = TOCTOU.get_ptr_mut(class as u32) {
-        // SAFETY: per-CPU array value pointer, valid during this run.
-        unsafe { atomic_add(slot, 1) };
-    }
-    let kill = policy::header().on_toctou == on_toctou::KILL;
+    count_in(&TOCTOU, class as u32);
+    let killed = answer();
     if let Some(event) = INFLIGHT.get_ptr_mut(&key) {
         // SAFETY: INFLIGHT value pointer, valid for this run.
         let event = unsafe { &mut *event };
-        event.flags |= event_flag::TOCTOU | if kill { event_flag::KILLED } else { 0 };
+        event.flags |= event_flag::TOCTOU | killed;
         event.kernel_opcode = kernel_opcode;
     }
-    if kill {
-        // SAFETY: signals the current task; valid in tracing programs.
-        unsafe { bpf_send_signal(SIGKILL) };
+}
+
+/// Answer a command that reached the driver against the decision (a TOCTOU race, or a
+/// denied command every deny program missed) as the policy's `on_toctou` says: under
+/// `kill`, SIGKILL to the current task. Returns the event flag to record
+/// ([`event_flag::KILLED`] or nothing).
+#[inline(always)]
+pub fn answer() -> u32 {
+    if policy::header().on_toctou != on_toctou::KILL {
+        return 0;
     }
+    // SAFETY: signals the current task; valid in tracing programs.
+    unsafe { bpf_send_signal(SIGKILL) };
+    event_flag::KILLED
 }

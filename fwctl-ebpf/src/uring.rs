@@ -5,6 +5,8 @@
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
+use fwctl_common::canary::slot;
+
 use crate::{inflight, maps::offsets};
 
 #[tracepoint(category = "io_uring", name = "io_uring_complete")]
@@ -18,6 +20,6 @@ fn try_complete(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets from this kernel's tracefs format file.
     let req = unsafe { ctx.read_at::<u64>(off.uring_complete_req as usize) }?;
     let res = unsafe { ctx.read_at::<i32>(off.uring_complete_res as usize) }?;
-    inflight::finish_key(req, res as i64, None);
+    inflight::finish_key(req, res as i64, None, slot::IO_URING_COMPLETE);
     Ok(())
 }

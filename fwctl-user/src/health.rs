@@ -16,6 +16,7 @@ pub struct Readiness(Arc<Parts>);
 #[derive(Default)]
 struct Parts {
     programs_attached: AtomicBool,
+    hooks_proven: AtomicBool,
     policy_loaded: AtomicBool,
     events_reader: AtomicBool,
 }
@@ -32,6 +33,11 @@ impl Readiness {
         self.0.programs_attached.store(value, Ordering::Relaxed);
     }
 
+    /// The last self-test proved (or did not prove) that the hook set's programs run.
+    pub fn set_hooks_proven(&self, value: bool) {
+        self.0.hooks_proven.store(value, Ordering::Relaxed);
+    }
+
     pub fn set_policy_loaded(&self) {
         self.0.policy_loaded.store(true, Ordering::Relaxed);
     }
@@ -44,6 +50,7 @@ impl Readiness {
     pub fn missing(&self) -> Vec<&'static str> {
         [
             (&self.0.programs_attached, "eBPF programs not attached"),
+            (&self.0.hooks_proven, "hook set not proven to run by the self-test"),
             (&self.0.policy_loaded, "policy not loaded"),
             (&self.0.events_reader, "audit event reader not running"),
         ]
@@ -75,11 +82,13 @@ mod tests {
             readiness.status(),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: eBPF programs not attached, policy not loaded, audit event reader not running\n"
+                "not ready: eBPF programs not attached, hook set not proven to run by the self-test, \
+                 policy not loaded, audit event reader not running\n"
                     .to_string()
             )
         );
         readiness.set_programs_attached(true);
+        readiness.set_hooks_proven(true);
         readiness.set_events_reader(true);
         assert_eq!(
             readiness.status(),
@@ -89,12 +98,16 @@ mod tests {
         assert_eq!(readiness.status(), (StatusCode::OK, "ready\n".to_string()));
         readiness.set_programs_attached(false);
         assert_eq!(readiness.status().1, "not ready: eBPF programs not attached\n");
+        readiness.set_programs_attached(true);
+        readiness.set_hooks_proven(false);
+        assert_eq!(readiness.status().1, "not ready: hook set not proven to run by the self-test\n");
     }
 
     #[test]
     fn no_policy_configured_counts_as_loaded() {
         let readiness = Readiness::new(false);
         readiness.set_programs_attached(true);
+        readiness.set_hooks_proven(true);
         readiness.set_events_reader(true);
         assert_eq!(readiness.status(), (StatusCode::OK, "ready\n".to_string()));
     }

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::Path};
 
 use fwctl_common::hook_set::HookSet;
 
-use crate::devices::effects::refresh::Summary;
+use crate::{devices::effects::refresh::Summary, kernel::selftest::Report};
 
 pub struct Banner<'a> {
     pub adopted: bool,
@@ -13,6 +13,8 @@ pub struct Banner<'a> {
     pub replaced: usize,
     pub set: &'static HookSet,
     pub programs: &'a [&'static str],
+    /// The self-test after attaching.
+    pub proof: &'a Report,
     /// The policy file and whether deny verdicts are enforced.
     pub policy: Option<(&'a Path, bool)>,
     pub watch_entries: usize,
@@ -44,6 +46,17 @@ impl Banner<'_> {
                 self.set.title, self.set.cost
             );
         }
+        let proven = self.proof.proofs.iter().filter(|p| p.proven()).count();
+        let untestable: Vec<&str> =
+            self.proof.proofs.iter().filter(|p| !p.testable).map(|p| p.program).collect();
+        println!(
+            "  self-test: {proven} program(s) proven to run by canary (re-checked every minute){}",
+            if untestable.is_empty() {
+                String::new()
+            } else {
+                format!("; no canary reaches {} here", untestable.join(", "))
+            }
+        );
         match self.policy {
             Some((path, enforcing)) => println!(
                 "  policy:    {} ({}; reloads on SIGHUP or when the file changes)",

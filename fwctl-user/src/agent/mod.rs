@@ -26,15 +26,17 @@ use crate::{
         effects::{read::DeviceReader, refresh::DeviceEffects},
         inventory,
     },
-    enforce::runtime::{self, Runtime},
+    enforce::runtime::{self, Enforcement, Runtime},
     health::Readiness,
     kernel::{
         attach::{self, Attached},
         layout::Layout,
         maps,
+        metrics::ProgramMetrics,
         object::EBPF_OBJECT,
         pins::{self, PinRoot},
         prog_stats::ProgramStats,
+        selftest::{self, CanaryNode, Counts, SelfTest},
     },
     names::RuleIds,
     telemetry::{self, http, taint, KernelSources, Metrics, Sources},
@@ -76,7 +78,9 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     // Before the inventory's own ioctls: programs an earlier agent left attached must
     // recognise this process as the agent.
     root.claim_all(me);
-    let watchlist = inventory::watchlist(Path::new(SYS_ROOT), &config.devices)?;
+    let mut watchlist = inventory::watchlist(Path::new(SYS_ROOT), &config.devices)?;
+    let selftest = SelfTest::new(CanaryNode::open()?, selftest::uring_node(&watchlist.sysfs));
+    watchlist.entries.push(selftest.watch_entry());
 
     let audit_path = options.audit_log.unwrap_or(&config.audit.path);
     let log = AuditLog::open(audit_path)?.with_syslog(&config.audit.syslog)?;
@@ -89,8 +93,10 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         entries: &watchlist.entries,
         root: &root,
         build: &build,
+        selftest: &selftest,
+        agent: me,
     };
-    let Attached { mut ebpf, set, programs, pins, adopted } = attach::select(mode, &inputs)?;
+    let Attached { mut ebpf, set, programs, pins, adopted, proof } = attach::select(mode, &inputs)?;
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => spawn_ebpf_logger(logger),
         Err(e) => log::debug!("eBPF logger not started: {e}"),
@@ -107,6 +113,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
                 mailbox: maps.mailbox,
                 stats: maps.stats,
                 toctou: maps.toctou,
+                bypass: maps.bypass,
                 rpc_checks: maps.rpc_checks,
                 programs: ProgramStats::of_pinned(&pins, &programs)?,
                 rules: rules.clone(),
@@ -126,10 +133,13 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         metrics.effects.clone(),
     );
     let policy_path = options.policy.map(Path::to_path_buf).or(config.policy.clone());
+    metrics.programs.record(&proof);
+    let enforcement = Enforcement::new(set.can_deny, proof.all_proven(), &metrics.policy);
     let mut runtime = policy_path.map(|path| {
-        Runtime::new(path, rules.clone(), Box::new(maps.policy), metrics.policy.clone(), set.can_deny)
+        Runtime::new(path, rules.clone(), Box::new(maps.policy), metrics.policy.clone(), enforcement.clone())
     });
     let readiness = Readiness::new(runtime.is_some());
+    readiness.set_hooks_proven(proof.all_proven());
     if let Err(e) = start_policy(runtime.as_mut(), set.can_deny, options.allow_audit_only) {
         if !adopted {
             // A new set without its policy must not stay attached: an earlier set, if
@@ -177,7 +187,8 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
         replaced: replaced.len(),
         set,
         programs: &programs,
-        policy: runtime.as_ref().map(|r| (r.path.as_path(), metrics.policy.enforcing.get() == 1)),
+        policy: runtime.as_ref().map(|r| (r.path.as_path(), enforcement.enforcing())),
+        proof: &proof,
         watch_entries: watchlist.entries.len(),
         effects: device_effects.summary(),
         metrics: listener.local_addr()?,
@@ -202,6 +213,14 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     ));
     let rescanner = tokio::spawn(device_effects.watch(PathBuf::from(SYS_ROOT), stopped.clone()));
     tokio::spawn(taint::watch(stopped.clone()));
+    let checker = tokio::spawn(check_hooks(
+        selftest,
+        Counts(maps.canary),
+        set,
+        programs,
+        Checked { metrics: metrics.programs.clone(), readiness: readiness.clone(), enforcement },
+        stopped.clone(),
+    ));
     let reloader = tokio::spawn(runtime::watch(runtime, signals.hup, stopped));
 
     signals::termination(signals.term, signals.int).await;
@@ -221,6 +240,7 @@ pub async fn run(options: RunOptions<'_>) -> Result<()> {
     let _ = stop.send(true);
     reader.await.context("audit task")??;
     rescanner.await.context("device rescan task")??;
+    checker.await.context("self-test task")?;
     reloader.await.context("policy task")??;
     server.await.context("metrics task")??;
     Ok(())
@@ -233,7 +253,7 @@ fn start_policy(runtime: Option<&mut Runtime>, can_deny: bool, allow_audit_only:
     runtime.reload("start-up")?;
     if runtime.mode == Some(mode::ENFORCE) && !can_deny {
         let why = format!(
-            "policy {} is in enforce mode but the LSM hook is not attached, so nothing can be denied. {}",
+            "policy {} is in enforce mode but no hook set that can deny is attached, so nothing can be denied. {}",
             runtime.path.display(),
             attach::lsm_hint()
         );
@@ -243,6 +263,59 @@ fn start_policy(runtime: Option<&mut Runtime>, can_deny: bool, allow_audit_only:
         eprintln!("fwctl-guard: warning: {why} Running audit-only (--allow-audit-only): fwctl_guard_enforcing is 0.");
     }
     Ok(())
+}
+
+/// How often the self-test runs once the agent is up.
+const SELF_TEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where a self-test's outcome goes.
+struct Checked {
+    metrics: ProgramMetrics,
+    readiness: Readiness,
+    enforcement: Enforcement,
+}
+
+/// Run the self-test every [`SELF_TEST_INTERVAL`] until `shutdown` flips: a hook that
+/// stops running turns `/readyz` red, `fwctl_guard_enforcing` to 0 and
+/// `fwctl_guard_hook_verified` to 0, and is logged as an error, until it runs again.
+async fn check_hooks(
+    selftest: SelfTest,
+    counts: Counts<aya::maps::MapData>,
+    set: &'static fwctl_common::hook_set::HookSet,
+    programs: Vec<&'static str>,
+    checked: Checked,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::new((selftest, counts, programs));
+    let mut tick = tokio::time::interval(SELF_TEST_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; start-up ran the self-test already
+    let mut was_proven = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let job = shared.clone();
+        // Canaries are blocking syscalls (and an io_uring submission): off the runtime.
+        let Ok(report) = tokio::task::spawn_blocking(move || job.0.run(&job.1, set, &job.2)).await else {
+            continue;
+        };
+        let proven = report.all_proven();
+        checked.metrics.record(&report);
+        checked.readiness.set_hooks_proven(proven);
+        checked.enforcement.set_proven(proven);
+        if !proven {
+            let failures = report.failures().join("; ");
+            log::error!("self-test: the {} hook set does not run as attached: {failures}", set.label);
+            eprintln!(
+                "fwctl-guard: error: self-test failed, nothing is enforced until it passes: {failures}"
+            );
+        } else if !was_proven {
+            log::warn!("self-test: the {} hook set runs again", set.label);
+        }
+        was_proven = proven;
+    }
 }
 
 /// Parsing the kernel's BTF (ours for offsets, aya's for relocations) needs tens of MiB

@@ -70,6 +70,14 @@ pub struct AuditRecord {
     /// The task was sent SIGKILL for it (`on_toctou: kill`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub killed: bool,
+    /// The hook set's deciding program was skipped by the kernel for this command; the
+    /// result program decided it after the fact (trampoline set).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub observer_skipped: bool,
+    /// The policy denies the command, yet it reached the driver: every deny program was
+    /// skipped (`verdict` is `would_deny`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bypass: bool,
 }
 
 impl AuditRecord {
@@ -116,6 +124,8 @@ impl AuditRecord {
             kernel_opcode: (event.flags & event_flag::TOCTOU != 0)
                 .then(|| names::opcode(event.kernel_opcode)),
             killed: event.flags & event_flag::KILLED != 0,
+            observer_skipped: event.flags & event_flag::OBSERVER_SKIPPED != 0,
+            bypass: event.flags & event_flag::BYPASS != 0,
         }
     }
 }
@@ -301,7 +311,8 @@ pub(crate) mod tests {
         let mut full = event();
         full.effects = effect::KNOWN | effect::DECLARED;
         full.command.feature = [1; 16];
-        full.flags = event_flag::TOCTOU | event_flag::KILLED;
+        full.flags =
+            event_flag::TOCTOU | event_flag::KILLED | event_flag::OBSERVER_SKIPPED | event_flag::BYPASS;
         let value =
             serde_json::to_value(AuditRecord::from_event(&full, SystemTime::UNIX_EPOCH, &RuleIds::default()))
                 .unwrap();

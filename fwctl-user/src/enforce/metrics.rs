@@ -33,7 +33,8 @@ impl PolicyMetrics {
             )?,
             enforcing: IntGauge::new(
                 "fwctl_guard_enforcing",
-                "1 when deny verdicts are enforced (enforce-mode policy on the LSM hook), else 0.",
+                "1 when deny verdicts are enforced: an enforce-mode policy on a hook set that can deny \
+                 and whose deny programs the self-test proved to run; else 0.",
             )?,
         })
     }

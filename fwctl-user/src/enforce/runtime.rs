@@ -6,6 +6,10 @@
 use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -14,6 +18,56 @@ use tokio::{signal::unix::Signal, sync::watch as shutdown_watch};
 
 use super::{compile::CompiledPolicy, load::load, metrics::PolicyMetrics};
 use crate::{names::RuleIds, policy};
+
+/// Whether deny verdicts are enforced: the policy says `enforce`, the hook set can deny,
+/// and the self-test proved its deny programs run. Shared by the policy runtime and the
+/// self-test, each of which sets its part; `fwctl_guard_enforcing` follows.
+#[derive(Clone)]
+pub struct Enforcement(Arc<EnforcementState>);
+
+struct EnforcementState {
+    set_can_deny: bool,
+    policy_enforces: AtomicBool,
+    proven: AtomicBool,
+    enforcing: prometheus::IntGauge,
+}
+
+impl Enforcement {
+    /// `set_can_deny`: the attached hook set can refuse commands; `proven`: its programs
+    /// passed the self-test.
+    pub fn new(set_can_deny: bool, proven: bool, metrics: &PolicyMetrics) -> Self {
+        Self(Arc::new(EnforcementState {
+            set_can_deny,
+            policy_enforces: AtomicBool::new(false),
+            proven: AtomicBool::new(proven),
+            enforcing: metrics.enforcing.clone(),
+        }))
+    }
+
+    /// The active policy is (not) in enforce mode; whether deny verdicts are now enforced.
+    pub fn set_policy_enforces(&self, enforces: bool) -> bool {
+        self.0.policy_enforces.store(enforces, Ordering::Relaxed);
+        self.refresh()
+    }
+
+    /// The self-test did (not) prove the hook set runs.
+    pub fn set_proven(&self, proven: bool) -> bool {
+        self.0.proven.store(proven, Ordering::Relaxed);
+        self.refresh()
+    }
+
+    pub fn enforcing(&self) -> bool {
+        self.0.set_can_deny
+            && self.0.policy_enforces.load(Ordering::Relaxed)
+            && self.0.proven.load(Ordering::Relaxed)
+    }
+
+    fn refresh(&self) -> bool {
+        let enforcing = self.enforcing();
+        self.0.enforcing.set(enforcing as i64);
+        enforcing
+    }
+}
 
 /// Where a compiled policy is installed (the kernel's policy maps, `kernel::PolicyMaps`).
 pub trait PolicyStore: Send {
@@ -28,8 +82,8 @@ pub struct Runtime {
     pub ids: RuleIds,
     store: Box<dyn PolicyStore>,
     metrics: PolicyMetrics,
-    /// The hook can deny (LSM); otherwise `enforce` policies only record would_deny.
-    can_deny: bool,
+    /// Whether deny verdicts are enforced (shared with the self-test).
+    enforcement: Enforcement,
     /// What the policy's files looked like at the last (attempted) load.
     stamp: Option<Stamp>,
     /// Mode of the installed policy (`fwctl_common::policy::mode`).
@@ -42,9 +96,9 @@ impl Runtime {
         ids: RuleIds,
         store: Box<dyn PolicyStore>,
         metrics: PolicyMetrics,
-        can_deny: bool,
+        enforcement: Enforcement,
     ) -> Self {
-        Self { path, ids, store, metrics, can_deny, stamp: None, mode: None }
+        Self { path, ids, store, metrics, enforcement, stamp: None, mode: None }
     }
 
     /// Load and install the policy; on failure the running one stays and the failure is counted.
@@ -81,8 +135,7 @@ impl Runtime {
         self.metrics.generation.set(generation as i64);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.metrics.last_reload.set(now);
-        let enforcing = c.mode == fwctl_common::policy::mode::ENFORCE && self.can_deny;
-        self.metrics.enforcing.set(enforcing as i64);
+        let enforcing = self.enforcement.set_policy_enforces(c.mode == fwctl_common::policy::mode::ENFORCE);
         log::info!(
             "policy '{}' (sha256 {}) active as generation {generation} ({why}); enforcing: {enforcing}",
             c.name,

@@ -9,16 +9,21 @@
 
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::{links::FdLink, FExit, KProbe, Lsm, Program as AyaProgram, TracePoint},
+    maps::{Array, PerCpuArray},
+    programs::{links::FdLink, FExit, FModRet, KProbe, Lsm, Program as AyaProgram, TracePoint},
     Btf, Ebpf,
 };
-use fwctl_common::hook_set::{self, Attach, HookSet, Program, When};
+use fwctl_common::{
+    hook_set::{self, Attach, HookSet, Program, When},
+    object::map,
+};
 
 use super::{
     error_chain,
     layout::Layout,
     object,
     pins::{self, PinRoot, PinSet},
+    selftest::{Counts, Report, SelfTest},
 };
 use crate::{config::HookMode, devices::inventory::WatchEntry};
 
@@ -31,15 +36,22 @@ pub struct Attached {
     pub pins: PinSet,
     /// An earlier agent's programs were adopted (nothing was attached anew).
     pub adopted: bool,
+    /// The self-test right after attaching (or adopting).
+    pub proof: Report,
 }
 
 /// What loading and attaching needs from the agent.
 pub struct Inputs<'a> {
     pub layout: &'a Layout,
     pub ring_buffer_bytes: u32,
+    /// The device map's content (the self-test's canary node included).
     pub entries: &'a [WatchEntry],
     pub root: &'a PinRoot,
     pub build: &'a [u8; 32],
+    pub selftest: &'a SelfTest,
+    /// The agent, written into the set's META before anything attaches: the programs must
+    /// know it (its own ioctls are not audited, and only its canaries count).
+    pub agent: pins::Agent,
 }
 
 /// The hook sets `mode` allows, best first.
@@ -50,51 +62,114 @@ pub fn candidates(mode: HookMode) -> Vec<&'static HookSet> {
     }
 }
 
-/// Adopt the pinned set an earlier agent left for this very build, if there is one;
-/// otherwise load the object, fill the device map and attach (and pin) the best set
-/// `mode` allows. The companions are attached beside the set either way.
+/// Why `set` cannot run here, known before trying: BPF LSM programs load and attach
+/// where `bpf` is not an active LSM, and then never run.
+pub fn known_silent(set: &HookSet, active_lsms: Option<&str>) -> Option<String> {
+    let list = active_lsms?.trim();
+    (set.id == hook_set::id::LSM && !list.split(',').any(|l| l == "bpf"))
+        .then(|| format!("bpf is not an active LSM ({list}): BPF LSM programs would attach and never run"))
+}
+
+/// Adopt the pinned set an earlier agent left for this very build, if it still proves to
+/// run; otherwise load the object, fill the device map, attach (and pin) the best set
+/// `mode` allows and prove it runs: `auto` takes the first set that attaches and passes
+/// the self-test, saying why the better ones did not; a set named in `hook:` that does
+/// not pass is an error (its pins removed). The companions are attached beside the set.
 pub fn select(mode: HookMode, inputs: &Inputs) -> Result<Attached> {
     let load = |pins: &PinSet| -> Result<Ebpf> {
         let mut ebpf = object::load(&inputs.layout.offsets, inputs.ring_buffer_bytes, pins)?;
         object::populate_devices(&mut ebpf, inputs.entries)?;
+        let mut meta = Array::try_from(ebpf.map_mut(map::META).context("map META missing")?)?;
+        // Complete only once every program is attached and pinned (the agent writes it).
+        let complete = pins.adoptable();
+        pins::write_meta(&mut meta, inputs.agent.into_meta(*inputs.build, complete))?;
         Ok(ebpf)
     };
     let sets = candidates(mode);
+    let forced = mode.label().is_some();
     for &set in &sets {
         let mut pins = inputs.root.set(set.label, inputs.build);
         if pins.adoptable() {
             let mut ebpf = load(&pins)?;
             let programs = attach_all(&mut ebpf, set, &mut pins, inputs.layout)?;
-            return Ok(Attached { ebpf, set, programs, pins, adopted: true });
+            let proof = prove(&ebpf, inputs.selftest, set, &programs)?;
+            if proof.all_proven() {
+                return Ok(Attached { ebpf, set, programs, pins, adopted: true, proof });
+            }
+            eprintln!(
+                "fwctl-guard: warning: the pinned {} set does not prove to run ({}); attaching anew",
+                set.label,
+                proof.failures().join("; ")
+            );
         }
     }
+    let active_lsms = std::fs::read_to_string("/sys/kernel/security/lsm").ok();
     for (i, &set) in sets.iter().enumerate() {
-        let mut pins = inputs.root.set(set.label, inputs.build);
-        // An incomplete set of this build: an agent died while attaching it.
-        pins::remove_pins(&pins.dir)?;
-        let mut ebpf = load(&pins)?;
-        match attach_all(&mut ebpf, set, &mut pins, inputs.layout) {
-            Ok(programs) => return Ok(Attached { ebpf, set, programs, pins, adopted: false }),
-            Err(e) => {
-                drop(ebpf);
-                pins.remove()?;
-                let Some(next) = sets.get(i + 1) else {
-                    return Err(match mode.label() {
-                        Some(label) => e.context(format!("hook: {label} was requested")),
-                        None => e.context(format!("no hook set attaches; the last tried was {}", set.title)),
-                    });
-                };
-                eprintln!(
-                    "fwctl-guard: warning: the {} hook set is unavailable ({e:#}); falling back to {}: {}. {}",
-                    set.title,
-                    next.title,
-                    fallback_consequence(next),
-                    lsm_hint()
-                );
-            }
-        }
+        let outcome = match known_silent(set, active_lsms.as_deref()).filter(|_| !forced) {
+            Some(why) => Err(anyhow::anyhow!("{why}")),
+            None => attach_and_prove(set, inputs, &load),
+        };
+        let e = match outcome {
+            Ok(attached) => return Ok(attached),
+            Err(e) => e,
+        };
+        let Some(next) = sets.get(i + 1) else {
+            return Err(match mode.label() {
+                Some(label) => e.context(format!("hook: {label} was requested")),
+                None => e.context(format!("no hook set attaches and runs; the last tried was {}", set.title)),
+            });
+        };
+        eprintln!(
+            "fwctl-guard: warning: the {} hook set is unavailable ({e:#}); falling back to {}: {}.{}",
+            set.title,
+            next.title,
+            fallback_consequence(next),
+            if set.id == hook_set::id::LSM { format!(" {}", lsm_hint()) } else { String::new() },
+        );
     }
     anyhow::bail!("no hook set to attach")
+}
+
+/// Attach `set` anew and prove it runs; on failure nothing of it stays pinned.
+fn attach_and_prove(
+    set: &'static HookSet,
+    inputs: &Inputs,
+    load: &dyn Fn(&PinSet) -> Result<Ebpf>,
+) -> Result<Attached> {
+    let mut pins = inputs.root.set(set.label, inputs.build);
+    // An incomplete set of this build: an agent died while attaching it.
+    pins::remove_pins(&pins.dir)?;
+    let mut ebpf = load(&pins)?;
+    let outcome = attach_all(&mut ebpf, set, &mut pins, inputs.layout)
+        .and_then(|programs| Ok((prove(&ebpf, inputs.selftest, set, &programs)?, programs)));
+    match outcome {
+        Ok((proof, programs)) if proof.all_proven() => {
+            Ok(Attached { ebpf, set, programs, pins, adopted: false, proof })
+        }
+        Ok((proof, _)) => {
+            drop(ebpf);
+            pins.remove()?;
+            Err(anyhow::anyhow!("attached, but not proven to run: {}", proof.failures().join("; ")))
+        }
+        Err(e) => {
+            drop(ebpf);
+            pins.remove()?;
+            Err(e)
+        }
+    }
+}
+
+/// The self-test of freshly attached (or adopted) programs, reading the object's own
+/// `CANARY` map.
+fn prove(
+    ebpf: &Ebpf,
+    selftest: &SelfTest,
+    set: &'static HookSet,
+    programs: &[&'static str],
+) -> Result<Report> {
+    let map = ebpf.map(map::CANARY).context("map CANARY missing")?;
+    let counts = Counts(PerCpuArray::try_from(map)?);
+    Ok(selftest.run(&counts, set, programs))
 }
 
 /// What running on `set` costs the operator, in words.
@@ -171,7 +246,9 @@ impl Attacher<'_> {
             return Ok(());
         }
         let name = program.name;
-        if matches!(program.attach, Attach::Lsm(_) | Attach::FExit(_)) && self.btf.is_none() {
+        if matches!(program.attach, Attach::Lsm(_) | Attach::FExit(_) | Attach::FModRet(_))
+            && self.btf.is_none()
+        {
             self.btf = Some(Btf::from_sys_fs().context("reading kernel BTF for LSM/fexit programs")?);
         }
         let btf = self.btf.as_ref();
@@ -186,6 +263,12 @@ impl Attacher<'_> {
             }
             Attach::FExit(function) => {
                 let p: &mut FExit = loaded.try_into()?;
+                p.load(function, btf.expect("BTF read above")).map_err(chain)?;
+                let id = p.attach().map_err(chain)?;
+                p.take_link(id)?.into()
+            }
+            Attach::FModRet(function) => {
+                let p: &mut FModRet = loaded.try_into()?;
                 p.load(function, btf.expect("BTF read above")).map_err(chain)?;
                 let id = p.attach().map_err(chain)?;
                 p.take_link(id)?.into()
@@ -224,7 +307,9 @@ fn kallsyms_has(kallsyms: &str, function: &str) -> bool {
 /// `lsm file_ioctl`, `tracepoint syscalls:sys_enter_ioctl`, ...
 pub fn describe(attach: &Attach) -> String {
     match attach {
-        Attach::Lsm(t) | Attach::FExit(t) | Attach::KProbe(t) => format!("{} {t}", attach.kind()),
+        Attach::Lsm(t) | Attach::FExit(t) | Attach::KProbe(t) | Attach::FModRet(t) => {
+            format!("{} {t}", attach.kind())
+        }
         Attach::TracePoint(category, event) => format!("tracepoint {category}:{event}"),
     }
 }
@@ -267,6 +352,15 @@ mod tests {
         assert_eq!(candidates(HookMode::Auto).len(), hook_set::ALL.len());
         assert_eq!(candidates(HookMode::Lsm), [&hook_set::LSM]);
         assert_eq!(candidates(HookMode::Tracepoint), [&hook_set::TRACEPOINT]);
+    }
+
+    #[test]
+    fn bpf_lsm_is_known_silent_where_bpf_is_not_an_active_lsm() {
+        let ubuntu = "lockdown,capability,landlock,yama,apparmor,ima,evm\n";
+        assert!(known_silent(&hook_set::LSM, Some(ubuntu)).unwrap().contains("not an active LSM"));
+        assert!(known_silent(&hook_set::LSM, Some("lockdown,capability,bpf")).is_none());
+        assert!(known_silent(&hook_set::TRAMPOLINE, Some(ubuntu)).is_none());
+        assert!(known_silent(&hook_set::LSM, None).is_none(), "unknown: try, the self-test decides");
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct KernelMaps {
     pub meta: Array<MapData, AgentMeta>,
     /// Rule id -> name, kept for the next agent.
     pub rule_names: RuleNames,
+    /// Self-test canaries each program counted (`canary::slot`, per CPU).
+    pub canary: PerCpuArray<MapData, u64>,
+    /// Denied commands that reached the driver past every deny program, by class (per CPU).
+    pub bypass: PerCpuArray<MapData, u64>,
 }
 
 /// Take the maps the agent uses out of the object (they stay valid after `ebpf` drops).
@@ -65,12 +69,14 @@ pub fn take(ebpf: &mut Ebpf) -> Result<KernelMaps> {
         rpc_checks: PerCpuArray::try_from(take(map::RPC_CHECKS)?)?,
         meta: Array::try_from(take(map::META)?)?,
         rule_names: RuleNames(HashMap::try_from(take(map::RULE_NAMES)?)?),
+        canary: PerCpuArray::try_from(take(map::CANARY)?)?,
+        bypass: PerCpuArray::try_from(take(map::BYPASS)?)?,
     })
 }
 
 /// One slot of a per-CPU array, summed over CPUs (0 if it cannot be read). Wrapping: a
 /// count moved between slots on different CPUs leaves one slot "negative"; the sum is exact.
-pub fn per_cpu_slot(map: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
+pub fn per_cpu_slot<T: std::borrow::Borrow<MapData>>(map: &PerCpuArray<T, u64>, index: u32) -> u64 {
     map.get(&index, 0).map_or(0, |values| values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
 }
 

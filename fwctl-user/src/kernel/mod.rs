@@ -16,6 +16,7 @@ pub mod object;
 pub mod pins;
 pub mod policy_maps;
 pub mod prog_stats;
+pub mod selftest;
 
 /// An error with its sources, e.g. "the BPF_PROG_LOAD syscall failed: Operation not
 /// permitted": the source chain carries the kernel's errno.

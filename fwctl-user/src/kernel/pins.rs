@@ -232,7 +232,10 @@ fn start_ticks(stat: &str) -> Option<u64> {
 }
 
 /// Write the META entry of the set this agent runs.
-pub fn write_meta(meta: &mut Array<MapData, AgentMeta>, value: AgentMeta) -> Result<()> {
+pub fn write_meta<T: std::borrow::BorrowMut<MapData>>(
+    meta: &mut Array<T, AgentMeta>,
+    value: AgentMeta,
+) -> Result<()> {
     meta.set(0, value, 0).context("writing the META map")
 }
 

@@ -35,6 +35,7 @@ pub struct KernelSources {
     pub mailbox: PerCpuHashMap<MapData, MailboxKey, u64>,
     pub stats: PerCpuArray<MapData, u64>,
     pub toctou: PerCpuArray<MapData, u64>,
+    pub bypass: PerCpuArray<MapData, u64>,
     pub rpc_checks: PerCpuArray<MapData, u64>,
     /// The attached programs, for their skip counts.
     pub programs: Vec<ProgramStats>,
@@ -165,7 +166,7 @@ fn kernel_descs() -> Vec<Desc> {
 /// Every family read from the kernel: the counters, TOCTOU detections and the fwctl
 /// kernel-copy checks (`None`: defined only, for listing the families).
 pub fn families(kernel: Option<KernelSources>) -> prometheus::Result<Vec<Box<dyn Collector>>> {
-    let (counters, toctou, rpc_checks) = match kernel {
+    let (counters, toctou, bypass, rpc_checks) = match kernel {
         Some(k) => (
             Some(Sources {
                 counters: k.counters,
@@ -175,13 +176,15 @@ pub fn families(kernel: Option<KernelSources>) -> prometheus::Result<Vec<Box<dyn
                 rules: k.rules,
             }),
             Some(k.toctou),
+            Some(k.bypass),
             Some(k.rpc_checks),
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     Ok(vec![
         Box::new(KernelCounters { source: counters, descs: kernel_descs() }),
-        Box::new(toctou_family(toctou)?),
+        Box::new(per_class_family(toctou_definition, toctou)?),
+        Box::new(per_class_family(bypass_definition, bypass)?),
         Box::new(rpc_check_family(rpc_checks)?),
     ])
 }
@@ -197,9 +200,25 @@ fn toctou_definition() -> prometheus::Result<IntCounterVec> {
     )
 }
 
-/// `fwctl_guard_toctou_detected_total{class}`, from the kernel's `TOCTOU` array. Every
-/// class is exported (0 included) so alerts can use increase() from the start.
-fn toctou_family(map: Option<PerCpuArray<MapData, u64>>) -> prometheus::Result<Computed<IntCounterVec>> {
+fn bypass_definition() -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_hook_bypass_detected_total",
+            "Commands the policy denies that reached the driver because the kernel skipped every \
+             deny program of the trampoline hook set for them (tracing programs are skipped when a \
+             task was preempted inside them); detected after the fact by the result programs.",
+        ),
+        &["class"],
+    )
+}
+
+/// A `{class}` counter family read from a per-CPU array indexed by class (the kernel's
+/// `TOCTOU` and `BYPASS` maps). Every class is exported (0 included) so alerts can use
+/// increase() from the start.
+fn per_class_family(
+    definition: fn() -> prometheus::Result<IntCounterVec>,
+    map: Option<PerCpuArray<MapData, u64>>,
+) -> prometheus::Result<Computed<IntCounterVec>> {
     let fill = map.map(|map| -> Fill<IntCounterVec> {
         Box::new(move |counter: &IntCounterVec| {
             for c in class::ALL {
@@ -207,7 +226,7 @@ fn toctou_family(map: Option<PerCpuArray<MapData, u64>>) -> prometheus::Result<C
             }
         })
     });
-    Computed::new(toctou_definition, fill)
+    Computed::new(definition, fill)
 }
 
 fn rpc_check_definition() -> prometheus::Result<IntCounterVec> {

@@ -43,6 +43,9 @@ pub fn resolve(btf: &KernelBtf) -> Result<KernelOffsets> {
         sys_exit_ret: field(&exit, "ret", &[8])?,
         pt_regs_si: member("pt_regs", "si")?,
         pt_regs_cx: member("pt_regs", "cx")?,
+        pt_regs_di: member("pt_regs", "di")?,
+        pt_regs_bx: member("pt_regs", "bx")?,
+        pt_regs_dx: member("pt_regs", "dx")?,
         task_group_leader: member("task_struct", "group_leader")?,
         task_start_boottime: member("task_struct", "start_boottime")?,
         ..KernelOffsets::default()
