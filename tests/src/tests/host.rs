@@ -14,6 +14,7 @@ use std::{
 use fwctl_guard_tests::{
     agent::{agent_binary, remove_pins, test_pin_path, Agent, Declared},
     ioctls::*,
+    probe::{HookStatus, Probe},
     require,
     standin::StandIn,
     tests,
@@ -26,6 +27,7 @@ pub const TESTS: &[Test] = tests![
     unreadable_and_malformed_payloads_are_counted_as_decode_errors,
     a_full_ring_buffer_drops_events_but_never_counts,
     probe_reports_what_this_kernel_accepts,
+    probe_json_reports_what_this_kernel_accepts_and_agrees_with_the_text,
     cli_help_lists_the_subcommands_and_configuration_errors_name_file_and_field,
     nvme_cli_commands_are_counted_with_the_client_as_subject,
     hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback,
@@ -411,6 +413,61 @@ fn probe_reports_what_this_kernel_accepts() -> TestResult {
         assert!(line.contains(" ok") || line.contains("refused: "), "{line}");
     }
     assert!(text.contains("passthrough devices:"), "{text}");
+    Ok(())
+}
+
+/// `probe --json`, the report tests decide from, keeps its contract on this kernel and says
+/// what the text says: every program type the text lists, the hook sets and the one
+/// `hook: auto` picks (accepted, and able to deny exactly when it says so), the active LSM
+/// list as the kernel shows it, and the devices.
+fn probe_json_reports_what_this_kernel_accepts_and_agrees_with_the_text() -> TestResult {
+    require::bpf()?;
+    let probe = Probe::run(&agent_binary()).unwrap_or_else(|e| panic!("{e:#}"));
+    let text = Command::new(agent_binary()).arg("probe").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(probe.kernel, release.trim());
+    for always in ["tracepoint", "ringbuf"] {
+        assert!(probe.program_types[always].ok, "{always}: {probe:#?}");
+    }
+    for hook in ["lsm", "fentry"] {
+        let json = &probe.program_types[hook];
+        assert!(json.ok || json.error.as_ref().is_some_and(|e| !e.is_empty()), "{hook}: {json:?}");
+        let line =
+            text.lines().find(|l| l.trim_start().starts_with(hook)).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(line.trim_end().ends_with(" ok"), json.ok, "text {line:?} vs json {json:?}");
+    }
+    for name in ["lsm", "tracepoint"] {
+        assert!(probe.hook_set(name).is_some(), "no hook set {name}: {probe:#?}");
+    }
+    for set in &probe.hook_sets {
+        assert!(set.status == HookStatus::Accepted || set.detail.is_some(), "{set:?} without the reason");
+        assert!(!set.can_deny || set.status == HookStatus::Accepted, "{set:?} can deny but is not accepted");
+    }
+    let auto = probe.auto.hook_set.as_deref().unwrap_or_else(|| panic!("auto picks nothing: {probe:#?}"));
+    let picked = probe.hook_set(auto).unwrap_or_else(|| panic!("auto picks unknown {auto}"));
+    assert_eq!(picked.status, HookStatus::Accepted, "{probe:#?}");
+    assert_eq!(probe.auto.can_deny, picked.can_deny, "{probe:#?}");
+    if let Ok(active) = std::fs::read_to_string("/sys/kernel/security/lsm") {
+        let active: Vec<&str> = active.trim().split(',').collect();
+        assert_eq!(probe.lsm.active, active);
+        assert_eq!(probe.lsm.bpf_active, active.contains(&"bpf"));
+    }
+    // The LSM hook set runs only where its programs load and `bpf` is an active LSM;
+    // where they load but `bpf` is not active they attach and are never called.
+    let loads = |t: &str| probe.program_types.get(t).is_some_and(|p| p.ok);
+    if probe.accepts("lsm") {
+        assert!(loads("lsm") && loads("fentry") && probe.lsm.bpf_active, "{probe:#?}");
+    }
+    if loads("lsm") && !probe.lsm.bpf_active {
+        let lsm = probe.hook_set("lsm").map(|h| h.status);
+        assert_eq!(lsm, Some(HookStatus::AttachesButDoesNotFire), "{probe:#?}");
+    }
+    for device in &probe.devices {
+        for key in ["name", "node", "kind"] {
+            assert!(device[key].is_string(), "{key} in {device}");
+        }
+    }
     Ok(())
 }
 
