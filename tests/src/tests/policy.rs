@@ -22,6 +22,7 @@ use fwctl_guard_tests::{
 
 pub const TESTS: &[Test] = tests![
     audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap,
+    audit_records_name_the_rule_that_decided,
     reload_loop_every_command_is_evaluated_under_exactly_one_policy,
     enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_elsewhere,
     policy_check_explain_and_diff_answer_config_management,
@@ -91,6 +92,50 @@ fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() -> TestRes
     let verdicts: Vec<String> =
         agent.audit_records().unwrap().iter().map(|r| r["verdict"].as_str().unwrap().to_string()).collect();
     assert_eq!(verdicts.iter().filter(|v| *v == "would_deny").count(), 4, "{verdicts:?}");
+    Ok(())
+}
+
+/// Every audit record names the rule that decided it, as the metrics do: the named rule
+/// that would deny a Format in audit mode, `default` for a command no rule names,
+/// `on_undecodable` for a payload that cannot be read, and `none` without a policy.
+fn audit_records_name_the_rule_that_decided() -> TestResult {
+    require::bpf()?;
+    let nvme = StandIn::new().unwrap();
+    let path = policy_file("policy-rule.yaml", &policy("rule-names", "audit", DENY_FORMAT));
+    let mut agent = Agent::start_with(
+        "policy-rule",
+        &nvme.declared_nvme(),
+        1 << 20,
+        &["--policy", path.to_str().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(nvme.nvme_admin(0x80), ENOTTY, "audit mode never denies");
+    assert_eq!(nvme.nvme_admin(0x06), ENOTTY);
+    // An argument pointer that cannot be read: the policy's on_undecodable decides.
+    assert_eq!(ioctl(nvme.fd(), NVME_IOCTL_ADMIN_CMD, 0x10), -1);
+    agent.wait_audit_events(3).unwrap();
+    agent.stop().unwrap();
+    let records = agent.audit_records().unwrap();
+    let decided = |what: &str, which: &dyn Fn(&serde_json::Value) -> bool| {
+        let r =
+            records.iter().find(|r| which(r)).unwrap_or_else(|| panic!("no {what} record in {records:#?}"));
+        (r["verdict"].as_str().map(str::to_string), r["rule"].as_str().map(str::to_string), r.clone())
+    };
+    let (verdict, rule, r) = decided("format-nvm", &|r| r["opcode_name"] == "format-nvm");
+    assert_eq!((verdict.as_deref(), rule.as_deref()), (Some("would_deny"), Some("no-format")), "{r}");
+    let (verdict, rule, r) = decided("identify", &|r| r["opcode_name"] == "identify");
+    assert_eq!((verdict.as_deref(), rule.as_deref()), (Some("allow"), Some("default")), "{r}");
+    let (_, rule, r) = decided("undecodable", &|r| r["decode"] != "ok");
+    assert_eq!(rule.as_deref(), Some("on_undecodable"), "{r}");
+    assert_eq!(records.len(), 3, "{records:#?}");
+
+    let mut agent = Agent::start("policy-rule-none", &nvme.declared_nvme(), 1 << 20).unwrap();
+    assert_eq!(nvme.nvme_admin(0x06), ENOTTY);
+    agent.wait_audit_events(1).unwrap();
+    agent.stop().unwrap();
+    let records = agent.audit_records().unwrap();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!((records[0]["verdict"].as_str(), records[0]["rule"].as_str()), (Some("allow"), Some("none")));
     Ok(())
 }
 

@@ -172,8 +172,8 @@ fn lsm_and_tracepoint_paths_count_the_same_workload() -> TestResult {
 
 /// The shipped fleet baseline in enforce mode, against nvme-cli and this process: Format,
 /// Sanitize and firmware commit refused with EPERM before the controller sees them, an
-/// mlx5 write at debug-write-full refused while queries pass; the metrics name the
-/// baseline's rule that refused each.
+/// mlx5 write at debug-write-full refused while queries pass; the metrics and the audit
+/// records name the baseline's rule that refused each.
 fn fleet_baseline_denies_destructive_commands_before_the_device_sees_them() -> TestResult {
     let ctrl = require::device("/dev/nvme0")?;
     require::deny_hook()?;
@@ -241,6 +241,21 @@ fn fleet_baseline_denies_destructive_commands_before_the_device_sees_them() -> T
         ) >= 1.0
     );
     agent.stop().unwrap();
+    // The audit record of each refused command names the baseline's rule that refused it.
+    let records = agent.audit_records().unwrap();
+    fn refused_by(r: &serde_json::Value) -> (Option<&str>, Option<&str>) {
+        (r["verdict"].as_str(), r["rule"].as_str())
+    }
+    for name in ["format-nvm", "sanitize", "firmware-commit"] {
+        let r = records
+            .iter()
+            .find(|r| r["opcode_name"] == name)
+            .unwrap_or_else(|| panic!("no {name} record in {records:#?}"));
+        assert_eq!(refused_by(r), (Some("deny"), Some("nvme-destructive")), "{r}");
+    }
+    let write = records.iter().find(|r| r["class"] == "fwctl" && r["verdict"] == "deny");
+    let write = write.unwrap_or_else(|| panic!("no denied fwctl record in {records:#?}"));
+    assert_eq!(refused_by(write), (Some("deny"), Some("fwctl-debug-write-full")), "{write}");
     Ok(())
 }
 
