@@ -154,9 +154,22 @@ mod tests {
     }
 
     #[test]
-    fn an_ignored_test_is_counted_as_ignored_not_passed() {
-        let args = Arguments { test_threads: Some(1), quiet: true, ..Arguments::default() };
+    fn an_ignored_test_is_counted_as_ignored_not_passed_and_says_why() {
+        // The report goes to a file: a second `test result:` line on this test's stdout
+        // would be counted by whoever reads the run's output.
+        let log = std::env::temp_dir().join(format!("fwctl-guard-trial-{}.log", std::process::id()));
+        let args = Arguments {
+            test_threads: Some(1),
+            logfile: Some(log.display().to_string()),
+            ..Arguments::default()
+        };
         let conclusion = libtest_mimic::run(&args, trials(SUITES, &[]));
+        let report = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_file(&log).unwrap();
         assert_eq!((conclusion.num_passed, conclusion.num_ignored, conclusion.num_failed), (2, 1, 0));
+        let line =
+            report.lines().find(|l| l.contains("two::cannot_run")).unwrap_or_else(|| panic!("{report}"));
+        assert!(line.contains("ignored") && line.contains("(no device here)"), "{line}");
+        assert!(report.contains("2 passed; 0 failed; 1 ignored"), "{report}");
     }
 }
