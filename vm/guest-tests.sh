@@ -3,11 +3,12 @@
 # 1. Smoke test of the bed: device nodes, the real clients nvme (nvme-cli) and cxl (ndctl)
 #    against the emulated NVMe controller and the CXL memdevs (QEMU's type-3 device on the
 #    stock kernels, the kernel's cxl_test mock on the fwctl kernel), `fwctl-guard probe`.
-# 2. The bed's test executables (FWCTL_GUARD_TESTS in /etc/fwctl-guard-bed), built on the
-#    host: /tests/host and /tests/policy (here on this guest kernel, where `hook: auto`
-#    picks BPF LSM when the kernel accepts it), then /tests/vm (stock kernels: real NVMe
-#    and CXL devices) or /tests/fwctl (fwctl kernel: real fwctl devices). Privileged and
-#    device tests must not skip here.
+# 2. The bed's suites (FWCTL_GUARD_TESTS in /etc/fwctl-guard-bed) of the integration-test
+#    executable built on the host, one run per suite (each prints its own `test result:`
+#    line): host and policy (here on this guest kernel, where `hook: auto` picks BPF LSM
+#    when the kernel accepts it), then vm (stock kernels: real NVMe and CXL devices) or
+#    fwctl (fwctl kernel: real fwctl devices), attacks, fleet, capabilities. Here a missing
+#    privilege, device node or deny-capable hook fails a test; nothing may be ignored.
 # Exit status 0 only when everything passed.
 
 . /etc/fwctl-guard-bed
@@ -43,10 +44,10 @@ export FWCTL_GUARD_BIN=/fwctl-guard FWCTL_GUARD_REQUIRE_PRIVILEGED=1 FWCTL_GUARD
 export RUST_BACKTRACE=1
 suite_rc=0
 for t in $FWCTL_GUARD_TESTS; do
-    echo "--- /tests/$t"
-    "/tests/$t" --test-threads=1 --nocapture
+    echo "--- /tests/integration --suite $t"
+    /tests/integration --suite "$t" --test-threads=1
     rc=$?
-    echo "/tests/$t exit status: $rc"
+    echo "/tests/integration --suite $t exit status: $rc"
     [ $rc -eq 0 ] || suite_rc=1
 done
 

@@ -1,6 +1,6 @@
 /*
  * A 32-bit caller of NVMe admin passthrough, for the compat-ioctl attack test
- * (tests/tests/attacks.rs). Freestanding i386 (no libc: the test machines have no
+ * (tests/src/tests/attacks.rs). Freestanding i386 (no libc: the test machines have no
  * 32-bit libc): `nvme32 DEVICE OPCODE` opens DEVICE, sends NVME_IOCTL_ADMIN_CMD with
  * OPCODE (decimal) and nsid 1 through the 32-bit ioctl entry point (int 0x80, so the
  * kernel takes compat_sys_ioctl), and exits with 0 on success or the errno.

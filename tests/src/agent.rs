@@ -1,6 +1,10 @@
-//! Running the real `fwctl-guard` binary with a generated configuration.
+//! Running the real `fwctl-guard` agent for a test: with a generated configuration (or
+//! its own command line, e.g. an installed package's), on its own pin root, through a
+//! wrapper such as `setpriv` when asked; waiting until it is ready, reading its metrics
+//! and audit log, signalling it, and never leaving its programs attached.
 
 use std::{
+    ffi::OsString,
     fs,
     io::{BufRead, BufReader},
     net::TcpListener,
@@ -29,8 +33,9 @@ pub fn agent_binary() -> PathBuf {
 
 pub struct Agent {
     child: Option<Child>,
-    /// `fwctl-guard run` arguments, to start it again (`restart`).
-    args: Vec<String>,
+    /// The whole command line, to start it again (`restart`).
+    command: Vec<OsString>,
+    ready_within: Duration,
     /// This agent's own pin root: tests never adopt each other's programs.
     pub pin_path: PathBuf,
     pub dir: PathBuf,
@@ -43,10 +48,178 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How to start an agent: by default the binary under test with a generated configuration
+/// (metrics on a free port, an audit log and the declared devices in the test's directory),
+/// its own pin root and `--cleanup`.
+pub struct AgentBuilder {
+    name: String,
+    devices: Vec<(String, String, String)>,
+    ring_buffer_bytes: Option<u32>,
+    policy_in_config: Option<String>,
+    args: Vec<OsString>,
+    keep_pins: bool,
+    wrapper: Vec<OsString>,
+    own_command: Option<OwnCommand>,
+    ready_within: Duration,
+}
+
+/// A command line that names its own configuration, and what that configuration says.
+struct OwnCommand {
+    command: Vec<OsString>,
+    addr: String,
+    audit_log: PathBuf,
+}
+
+impl AgentBuilder {
+    /// Declare `devices` in the configuration.
+    pub fn devices(mut self, devices: &[Declared]) -> Self {
+        self.devices.extend(
+            devices.iter().map(|d| (d.major_minor.clone(), d.class.to_string(), d.driver.to_string())),
+        );
+        self
+    }
+
+    /// `events: ring_buffer_bytes` (else the agent's default).
+    pub fn ring_buffer_bytes(mut self, bytes: u32) -> Self {
+        self.ring_buffer_bytes = Some(bytes);
+        self
+    }
+
+    /// The configuration names policy file `policy.yaml` (with `text`) beside it, as the
+    /// shipped configuration names its policy directory, instead of `--policy`.
+    pub fn policy_in_config(mut self, text: &str) -> Self {
+        self.policy_in_config = Some(text.to_string());
+        self
+    }
+
+    /// Extra `fwctl-guard run` arguments (e.g. `--hook lsm`, `--policy P`).
+    pub fn args<S: Into<OsString>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// No `--cleanup`: the programs stay attached at exit, as in production.
+    pub fn keep_pins(mut self) -> Self {
+        self.keep_pins = true;
+        self
+    }
+
+    /// Run the agent through `wrapper` (e.g. `setpriv ... --`), which execs it.
+    pub fn wrapped_in<S: Into<OsString>>(mut self, wrapper: impl IntoIterator<Item = S>) -> Self {
+        self.wrapper = wrapper.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Run `command` (a binary and its arguments, e.g. an installed unit's `ExecStart`)
+    /// instead of the binary under test with a generated configuration. Its configuration
+    /// serves metrics on `addr` and writes the audit log to `audit_log`.
+    pub fn command<S: Into<OsString>>(
+        mut self,
+        command: impl IntoIterator<Item = S>,
+        addr: &str,
+        audit_log: &Path,
+    ) -> Self {
+        self.own_command = Some(OwnCommand {
+            command: command.into_iter().map(Into::into).collect(),
+            addr: addr.to_string(),
+            audit_log: audit_log.to_path_buf(),
+        });
+        self
+    }
+
+    /// How long the hook programs may take to attach (default 60 s).
+    pub fn ready_within(mut self, timeout: Duration) -> Self {
+        self.ready_within = timeout;
+        self
+    }
+
+    /// Start the agent and wait until its hook programs are attached; an agent that
+    /// exits or is not ready in time is an error carrying its output.
+    pub fn start(self) -> Result<Agent> {
+        let dir = std::env::temp_dir().join(format!("fwctl-guard-test-{}-{}", self.name, std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let pin_path = test_pin_path(&self.name);
+        remove_pins(&pin_path);
+        let mut command = self.wrapper.clone();
+        let (addr, audit_log) = match self.own_command {
+            Some(own) => {
+                command.extend(own.command);
+                (own.addr, own.audit_log)
+            }
+            None => {
+                let addr = format!("127.0.0.1:{}", free_port()?);
+                let audit_log = dir.join("audit.jsonl");
+                let config = dir.join("config.yaml");
+                fs::write(&config, self.config(&addr, &audit_log))?;
+                if let Some(policy) = &self.policy_in_config {
+                    fs::write(dir.join("policy.yaml"), policy)?;
+                }
+                command.extend([agent_binary().into(), "run".into(), "--config".into(), config.into()]);
+                (addr, audit_log)
+            }
+        };
+        command.extend(["--pin-path".into(), pin_path.clone().into()]);
+        if !self.keep_pins {
+            command.push("--cleanup".into());
+        }
+        command.extend(self.args);
+        let stdout_log = dir.join("agent.out");
+        let mut agent = Agent {
+            child: None,
+            command,
+            ready_within: self.ready_within,
+            pin_path,
+            dir,
+            addr,
+            audit_log,
+            stdout_log,
+        };
+        agent.spawn()?;
+        Ok(agent)
+    }
+
+    fn config(&self, addr: &str, audit_log: &Path) -> String {
+        let mut config = String::new();
+        if self.policy_in_config.is_some() {
+            config.push_str("policy: policy.yaml\n");
+        }
+        config.push_str(&format!("metrics:\n  listen: {addr}\naudit:\n  path: {}\n", audit_log.display()));
+        if let Some(bytes) = self.ring_buffer_bytes {
+            config.push_str(&format!("events:\n  ring_buffer_bytes: {bytes}\n"));
+        }
+        config.push_str("devices:\n");
+        for (major_minor, class, driver) in &self.devices {
+            config.push_str(&format!(
+                "  - major_minor: \"{major_minor}\"\n    class: {class}\n    driver: {driver}\n"
+            ));
+        }
+        if self.devices.is_empty() {
+            config.push_str("  []\n");
+        }
+        config
+    }
+}
+
 impl Agent {
-    /// Start the agent and wait until its hook programs are attached.
+    /// An agent called `name` (its directory and pin root are named after it), to configure.
+    pub fn builder(name: &str) -> AgentBuilder {
+        AgentBuilder {
+            name: name.to_string(),
+            devices: Vec::new(),
+            ring_buffer_bytes: None,
+            policy_in_config: None,
+            args: Vec::new(),
+            keep_pins: false,
+            wrapper: Vec::new(),
+            own_command: None,
+            ready_within: Duration::from_secs(60),
+        }
+    }
+
+    /// Start the agent with `devices` declared and wait until its hook programs are attached.
     pub fn start(name: &str, devices: &[Declared], ring_buffer_bytes: u32) -> Result<Self> {
-        Self::start_with(name, devices, ring_buffer_bytes, &[])
+        Self::builder(name).devices(devices).ring_buffer_bytes(ring_buffer_bytes).start()
     }
 
     /// Like `start`, with extra `fwctl-guard run` arguments (e.g. `--hook lsm`).
@@ -56,52 +229,20 @@ impl Agent {
         ring_buffer_bytes: u32,
         args: &[&str],
     ) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("fwctl-guard-test-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        let audit_log = dir.join("audit.jsonl");
-        let mut config = format!(
-            "metrics:\n  listen: {addr}\naudit:\n  path: {}\nevents:\n  ring_buffer_bytes: {ring_buffer_bytes}\ndevices:\n",
-            audit_log.display()
-        );
-        for d in devices {
-            config.push_str(&format!(
-                "  - major_minor: \"{}\"\n    class: {}\n    driver: {}\n",
-                d.major_minor, d.class, d.driver
-            ));
-        }
-        if devices.is_empty() {
-            config.push_str("  []\n");
-        }
-        let config_path = dir.join("config.yaml");
-        fs::write(&config_path, config)?;
-        let stdout_log = dir.join("agent.out");
-        let pin_path = test_pin_path(name);
-        remove_pins(&pin_path);
-        let mut all_args: Vec<String> =
-            vec!["run".into(), "--config".into(), config_path.display().to_string()];
-        all_args.extend(["--pin-path".into(), pin_path.display().to_string()]);
-        // `KEEP_PINS` among `args`: leave the programs attached at exit, as in production.
-        if !args.contains(&KEEP_PINS) {
-            all_args.push("--cleanup".into());
-        }
-        all_args.extend(args.iter().filter(|a| **a != KEEP_PINS).map(|a| a.to_string()));
-        let mut agent = Self { child: None, args: all_args, pin_path, dir, addr, audit_log, stdout_log };
-        agent.spawn()?;
-        Ok(agent)
+        Self::builder(name).devices(devices).ring_buffer_bytes(ring_buffer_bytes).args(args).start()
     }
 
     /// Start the process (output appended to `stdout_log`) and wait until it is ready.
     fn spawn(&mut self) -> Result<()> {
         let out = fs::OpenOptions::new().create(true).append(true).open(&self.stdout_log)?;
-        let child = Command::new(agent_binary())
-            .args(&self.args)
+        let (program, args) = self.command.split_first().context("an empty command line")?;
+        let child = Command::new(program)
+            .args(args)
             .stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", agent_binary().display()))?;
+            .with_context(|| format!("starting {}", program.to_string_lossy()))?;
         self.child = Some(child);
         self.wait_ready()
     }
@@ -126,7 +267,7 @@ impl Agent {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + self.ready_within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;
@@ -139,7 +280,7 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("agent not ready after 60 s:\n{}", self.output())
+        bail!("agent not ready after {:?}:\n{}", self.ready_within, self.output())
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -162,6 +303,25 @@ impl Agent {
             let written = s.sum("fwctl_guard_audit_events_written_total", &[]) as u64;
             if written >= n || Instant::now() > deadline {
                 return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Poll the metrics until `done` holds (60 s at most), returning that scrape; the error
+    /// says `what` was not reached and carries the last scrape and the agent's output.
+    pub fn wait_for(&self, what: &str, done: impl Fn(&Scrape) -> bool) -> Result<Scrape> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let scrape = self.scrape();
+            if let Ok(s) = &scrape {
+                if done(s) {
+                    return scrape;
+                }
+            }
+            if Instant::now() > deadline {
+                let last = scrape.map(|s| s.text).unwrap_or_else(|e| format!("no metrics: {e:#}"));
+                bail!("{what}: not reached in 60 s\n{last}\n{}", self.output());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -223,9 +383,6 @@ impl Drop for Agent {
         remove_pins(&self.pin_path);
     }
 }
-
-/// Pass among `start_with`'s arguments to run without `--cleanup`.
-pub const KEEP_PINS: &str = "<keep-pins>";
 
 /// The pin root of test agent `name`, unique to this test process.
 pub fn test_pin_path(name: &str) -> PathBuf {

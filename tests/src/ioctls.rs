@@ -158,3 +158,9 @@ pub fn cxl_get_supported_features(count: u32, start_idx: u16) -> Vec<u8> {
     p[20..22].copy_from_slice(&start_idx.to_le_bytes());
     p
 }
+
+/// The errno of a call that failed: `ret` must be -1.
+pub fn errno_of(ret: i64) -> i32 {
+    assert_eq!(ret, -1, "the call was expected to fail");
+    std::io::Error::last_os_error().raw_os_error().expect("an OS error")
+}

@@ -29,9 +29,13 @@ pub fn build_agent(release: bool) -> Result<PathBuf> {
     Ok(paths::binary(AGENT, release))
 }
 
-/// Builds the test targets `names` of the fwctl-guard-tests package (release) and returns
-/// `(name, executable)` for each, for running them elsewhere (the VM guests).
-pub fn test_executables(names: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+/// The integration-test executable of the fwctl-guard-tests package: every suite in one
+/// program (`--suite NAME` runs one).
+pub const INTEGRATION_TESTS: &str = "integration";
+
+/// Builds the integration-test executable (release) and returns its path, for running it
+/// elsewhere (the VM guests).
+pub fn test_executable() -> Result<PathBuf> {
     let mut cargo = cmd::cargo();
     cargo.current_dir(paths::workspace_root()).args([
         "test",
@@ -40,27 +44,24 @@ pub fn test_executables(names: &[&str]) -> Result<Vec<(String, PathBuf)>> {
         "--release",
         "--no-run",
         "--message-format=json",
+        "--test",
+        INTEGRATION_TESTS,
     ]);
-    for name in names {
-        cargo.args(["--test", name]);
-    }
     let out = cargo.stderr(std::process::Stdio::inherit()).output().context("cargo test --no-run")?;
     if !out.status.success() {
-        bail!("building the test executables failed ({})", out.status);
+        bail!("building the test executable failed ({})", out.status);
     }
     let mut found = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(name), Some(exe)) = (message["target"]["name"].as_str(), message["executable"].as_str())
-        else {
-            continue;
-        };
-        if names.contains(&name) {
-            found.push((name.to_string(), PathBuf::from(exe)));
+        if message["target"]["name"] == INTEGRATION_TESTS {
+            if let Some(exe) = message["executable"].as_str() {
+                found.push(PathBuf::from(exe));
+            }
         }
     }
-    if found.len() != names.len() {
-        bail!("expected test executables {names:?}, found {found:?}");
+    match &found[..] {
+        [exe] => Ok(exe.clone()),
+        _ => bail!("expected one test executable {INTEGRATION_TESTS}, found {found:?}"),
     }
-    Ok(found)
 }

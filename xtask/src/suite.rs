@@ -64,7 +64,8 @@ pub fn test() -> Result<()> {
         cmd::run(&mut c)
     })?;
     step("build agent", || build::build_agent(true).map(drop))?;
-    // tests/tests/packaging.rs installs the .deb this builds.
+    // The integration tests' packaging suite (tests/src/tests/packaging.rs) installs the
+    // .deb this builds.
     step("Debian package", || crate::package::build_package().map(drop))?;
     // fwctl-ebpf is excluded: it is a no_main bpfel program (aya-build builds it for
     // BPF; its logic lives in fwctl-common, which is tested here).

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::{build, cmd, paths, setup};
-use bed::Bed;
 use kernels::Series;
 use qemu::Accel;
 
@@ -85,10 +84,7 @@ pub fn vm_test(args: &Args) -> Result<()> {
     let series = args.kernel.0.clone();
     setup::setup()?;
     host::ensure()?;
-    let payload = initramfs::Payload {
-        agent: build::build_agent(true)?,
-        tests: build::test_executables(&Bed::all_tests(series.iter().map(|s| s.bed())))?,
-    };
+    let payload = initramfs::Payload { agent: build::build_agent(true)?, tests: build::test_executable()? };
     let disks = qemu::disks()?;
     let mut accel = match args.accel {
         Accel::Auto if qemu::kvm_plausible() => Accel::Auto,

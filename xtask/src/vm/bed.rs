@@ -1,7 +1,8 @@
 //! What a guest of the VM test bed consists of, per kernel: which modules init loads,
 //! which device nodes it waits for, how QEMU lays out the machine, and which test
 //! executables go in. Everything that differs between the stock Debian kernels and the
-//! fwctl test kernel is here, as data; the rest of `vm` reads it.
+//! fwctl test kernel is here, as data; the rest of `vm` reads it. Every guest gets the one
+//! integration-test executable (`/tests/integration`) and runs the suites its bed lists.
 //!
 //! The guest learns its bed from `/etc/fwctl-guard-bed` (shell variables, written by
 //! [`Bed::guest_file`]), which `vm/init.sh` and `vm/guest-tests.sh` source.
@@ -34,7 +35,8 @@ pub struct Bed {
     /// How long init waits for them.
     pub device_wait: Duration,
     pub layout: Layout,
-    /// Test executables of the `tests` crate, run as `/tests/<name>` in this order.
+    /// Suites of the integration tests (`tests/src/tests/<suite>.rs`), run in this order,
+    /// each as `/tests/integration --suite <suite>`.
     pub tests: &'static [&'static str],
 }
 
@@ -93,19 +95,6 @@ pub const FWCTL: Bed = Bed {
 };
 
 impl Bed {
-    /// Every test executable any of `beds` needs, each once, in first-seen order.
-    pub fn all_tests<'a>(beds: impl IntoIterator<Item = &'a Bed>) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        for bed in beds {
-            for &t in bed.tests {
-                if !names.contains(&t) {
-                    names.push(t);
-                }
-            }
-        }
-        names
-    }
-
     /// `/etc/fwctl-guard-bed`: sourced by `vm/init.sh` and `vm/guest-tests.sh`.
     pub fn guest_file(&self) -> String {
         format!(
@@ -125,14 +114,6 @@ impl Bed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tests_are_collected_once() {
-        assert_eq!(
-            Bed::all_tests([&STOCK, &FWCTL, &STOCK]),
-            ["host", "policy", "vm", "attacks", "fleet", "capabilities", "fwctl"]
-        );
-    }
 
     #[test]
     fn guest_file_is_shell() {

@@ -3,7 +3,7 @@
 //!
 //! - `/init` = `vm/init.sh`, `/guest-tests.sh` = `vm/guest-tests.sh`, `/fwctl-guard` = the agent;
 //! - `/etc/fwctl-guard-bed`: the bed's name, the devices init waits for, the tests to run;
-//! - `/tests/<name>`: the bed's test executables;
+//! - `/tests/integration`: the integration-test executable (the bed lists which suites run);
 //! - busybox-static at `/bin/busybox` with a symlink per applet;
 //! - the real clients `nvme` (nvme-cli) and `cxl` (ndctl) at their host paths, with every
 //!   shared library `ldd` names and the dynamic loader (also for the agent);
@@ -29,11 +29,11 @@ const CLIENTS: &[&str] = &["nvme", "cxl", "curl", "setpriv"];
 /// Where the modules go inside the guest.
 const GUEST_MODULES: &str = "lib/modules/fwctl-guard";
 
-/// What the host puts into every guest: the agent and the compiled test executables.
+/// What the host puts into every guest: the agent and the compiled integration tests.
 pub struct Payload {
     pub agent: PathBuf,
-    /// `(name, executable)` for every bed of the run; a guest gets its bed's, as `/tests/<name>`.
-    pub tests: Vec<(String, PathBuf)>,
+    /// The integration-test executable, `/tests/integration` in the guest.
+    pub tests: PathBuf,
 }
 
 /// Builds `<out>/initramfs.cpio.gz` for `kernel` and its `bed` with the payload inside;
@@ -66,16 +66,8 @@ pub fn build(kernel: &Kernel, bed: &Bed, payload: &Payload, out: &Path) -> Resul
     install(agent, &root.join("fwctl-guard"))?;
     fs::write(root.join("etc/fwctl-guard-bed"), bed.guest_file())?;
 
-    let mut elves = vec![agent.to_path_buf()];
-    for &name in bed.tests {
-        let (_, exe) = payload
-            .tests
-            .iter()
-            .find(|(n, _)| n == name)
-            .with_context(|| format!("test executable {name} was not built"))?;
-        install(exe, &root.join("tests").join(name))?;
-        elves.push(exe.clone());
-    }
+    install(&payload.tests, &root.join("tests/integration"))?;
+    let mut elves = vec![agent.to_path_buf(), payload.tests.clone()];
     for client in CLIENTS {
         let host =
             privilege::which(client).with_context(|| format!("`{client}` is not installed on the host"))?;

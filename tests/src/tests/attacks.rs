@@ -1,10 +1,10 @@
-//! The attack suite (issue 7): every known way around the gate, tried for real against
+//! The attack suite: every known way around the gate, tried for real against
 //! the fleet baseline in enforce mode on the guests' emulated NVMe controller. Each
 //! attack has an expected outcome — `prevented` (refused before the device saw it) or
 //! `detected` (reached the device, but counted, logged and, under `on_toctou: kill`,
 //! answered with SIGKILL) — and the suite prints a table of expected versus observed
 //! before asserting that none got through unseen. Runs in `cargo xtask vm-test`; on a
-//! machine without the devices or BPF LSM it says why it skips.
+//! machine without the devices or a hook that can deny it is reported as ignored.
 
 use std::{
     fs::OpenOptions,
@@ -20,14 +20,17 @@ use std::{
 
 use fwctl_common::abi::{NVME_URING_CMD_ADMIN, NVME_URING_CMD_IO};
 use fwctl_guard_tests::{
-    agent::{agent_binary, Agent},
+    agent::Agent,
     ioctls::*,
     metrics::Scrape,
-    privilege::{lsm_available, vm_device},
+    policies::fleet_baseline_on_toctou,
+    require, tests,
+    trial::{Test, TestResult},
     uring,
 };
 
-const FLEET_BASELINE: &str = include_str!("../../policies/fleet-baseline.yaml");
+pub const TESTS: &[Test] = tests![no_known_attack_gets_a_destructive_command_past_the_gate_unseen];
+
 /// The 32-bit NVMe caller built by tests/build.rs (empty if gcc -m32 was unavailable).
 const NVME32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nvme32"));
 
@@ -64,17 +67,6 @@ impl Report {
     }
 }
 
-/// The fleet baseline with `on_toctou` set.
-fn fleet_baseline(on_toctou: &str) -> std::path::PathBuf {
-    let line =
-        FLEET_BASELINE.lines().find(|l| l.starts_with("on_toctou:")).expect("the baseline sets on_toctou");
-    let text = FLEET_BASELINE.replace(line, &format!("on_toctou: {on_toctou}"));
-    let path =
-        std::env::temp_dir().join(format!("fwctl-guard-attacks-{on_toctou}-{}.yaml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// An NVMe admin command on `fd` through the ioctl: None on success, else the errno.
 fn admin_ioctl(fd: RawFd, opcode: u8) -> Option<i32> {
     let p = nvme_passthru(opcode, 1, 0, false);
@@ -94,15 +86,12 @@ fn prevented(report: &mut Report, attack: &'static str, result: Option<i32>) {
     report.add(attack, "prevented", describe(result), result == Some(libc::EPERM));
 }
 
-#[test]
-fn attack_suite() {
-    let Some(ctrl) = vm_device("attack_suite", "/dev/nvme0") else { return };
-    if !lsm_available(&agent_binary()) {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        eprintln!("skipping attack_suite: kernel {} lacks BPF LSM (nothing can be prevented)", kernel.trim());
-        return;
-    }
-    let policy = fleet_baseline("log");
+/// Every attack in this file, with its expected outcome, in one agent's lifetime (and one
+/// more under `on_toctou: kill`): none may get a destructive command through unseen.
+fn no_known_attack_gets_a_destructive_command_past_the_gate_unseen() -> TestResult {
+    let ctrl = require::device("/dev/nvme0")?;
+    require::deny_hook()?;
+    let policy = fleet_baseline_on_toctou("log");
     let mut agent =
         Agent::start_with("attacks", &[], 1 << 22, &["-v", "--policy", policy.to_str().unwrap()]).unwrap();
     assert_eq!(agent.scrape().unwrap().sum("fwctl_guard_enforcing", &[]), 1.0, "{}", agent.output());
@@ -119,7 +108,7 @@ fn attack_suite() {
     audit_trail(&mut report, &agent);
 
     // The same race under `on_toctou: kill`: the racing process is killed.
-    let policy = fleet_baseline("kill");
+    let policy = fleet_baseline_on_toctou("kill");
     let agent =
         Agent::start_with("attacks-kill", &[], 1 << 22, &["--policy", policy.to_str().unwrap()]).unwrap();
     toctou_race(&mut report, &agent, fd, true);
@@ -127,6 +116,7 @@ fn attack_suite() {
     report.print();
     let bypasses: Vec<&str> = report.0.iter().filter(|r| !r.ok).map(|r| r.attack).collect();
     assert!(bypasses.is_empty(), "undetected bypasses: {bypasses:?}\n{}", agent.output());
+    Ok(())
 }
 
 /// The verdict follows the task that issues the command, whatever the fd's history:

@@ -1,7 +1,8 @@
 //! Privileged integration tests on the host kernel: the real agent loads real eBPF on
 //! the syscall tracepoints; test threads issue real passthrough ioctls on stand-in
 //! device nodes (see the crate docs) and the tests read the real metrics endpoint
-//! (with curl) and the real audit log.
+//! (with curl) and the real audit log. Also `fwctl-guard probe` (text and JSON), the
+//! CLI's errors and the hook `hook: auto` picks. Runs on the host and in every VM guest.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -11,13 +12,28 @@ use std::{
 };
 
 use fwctl_guard_tests::{
-    agent::{agent_binary, Agent, Declared},
+    agent::{agent_binary, remove_pins, test_pin_path, Agent, Declared},
     ioctls::*,
-    privilege::can_load_bpf,
+    probe::{HookStatus, Probe},
+    require,
     standin::StandIn,
+    tests,
+    trial::{Test, TestResult},
 };
 
-const ENOTTY: i64 = 25;
+pub const TESTS: &[Test] = tests![
+    every_channel_is_counted_exactly_from_concurrent_threads_and_audited,
+    unrelated_ioctls_devices_and_mismatched_channels_are_not_counted,
+    unreadable_and_malformed_payloads_are_counted_as_decode_errors,
+    a_full_ring_buffer_drops_events_but_never_counts,
+    probe_reports_what_this_kernel_accepts,
+    probe_json_reports_what_this_kernel_accepts_and_agrees_with_the_text,
+    cli_help_lists_the_subcommands_and_configuration_errors_name_file_and_field,
+    nvme_cli_commands_are_counted_with_the_client_as_subject,
+    hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback,
+];
+
+const ENOTTY: i64 = libc::ENOTTY as i64;
 
 struct Bench {
     mlx5: StandIn,
@@ -136,11 +152,8 @@ fn own_cgroup_id() -> Option<u64> {
     std::fs::metadata(format!("/sys/fs/cgroup{path}")).ok().map(|m| m.ino())
 }
 
-#[test]
-fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() {
-    if !can_load_bpf("every_channel_is_counted_exactly_from_concurrent_threads_and_audited") {
-        return;
-    }
+fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() -> TestResult {
+    require::bpf()?;
     const THREADS: usize = 4;
     const ROUNDS: usize = 50;
     let bench = Arc::new(Bench::new());
@@ -257,13 +270,11 @@ fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() {
     for (tid, issued) in &tids {
         assert_eq!(per_tid.get(tid), Some(issued), "audit lines of thread {tid}");
     }
+    Ok(())
 }
 
-#[test]
-fn unrelated_ioctls_devices_and_mismatched_channels_are_not_counted() {
-    if !can_load_bpf("unrelated_ioctls_devices_and_mismatched_channels_are_not_counted") {
-        return;
-    }
+fn unrelated_ioctls_devices_and_mismatched_channels_are_not_counted() -> TestResult {
+    require::bpf()?;
     let nvme = StandIn::new().unwrap();
     let undeclared = StandIn::new().unwrap();
     let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
@@ -293,13 +304,11 @@ fn unrelated_ioctls_devices_and_mismatched_channels_are_not_counted() {
     let records = agent.audit_records().unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["device"].as_str().unwrap(), nvme.major_minor());
+    Ok(())
 }
 
-#[test]
-fn unreadable_and_malformed_payloads_are_counted_as_decode_errors() {
-    if !can_load_bpf("unreadable_and_malformed_payloads_are_counted_as_decode_errors") {
-        return;
-    }
+fn unreadable_and_malformed_payloads_are_counted_as_decode_errors() -> TestResult {
+    require::bpf()?;
     let mlx5 = StandIn::new().unwrap();
     let unknown_fw = StandIn::new().unwrap();
     let nvme = StandIn::new().unwrap();
@@ -353,13 +362,11 @@ fn unreadable_and_malformed_payloads_are_counted_as_decode_errors() {
     assert!(records
         .iter()
         .any(|r| r["ret"].as_i64() == Some(-(libc::EFAULT as i64)) || r["ret"].as_i64() == Some(-ENOTTY)));
+    Ok(())
 }
 
-#[test]
-fn a_full_ring_buffer_drops_events_but_never_counts() {
-    if !can_load_bpf("a_full_ring_buffer_drops_events_but_never_counts") {
-        return;
-    }
+fn a_full_ring_buffer_drops_events_but_never_counts() -> TestResult {
+    require::bpf()?;
     const THREADS: usize = 4;
     const PER_THREAD: usize = 5000;
     let nvme = Arc::new(StandIn::new().unwrap());
@@ -390,13 +397,11 @@ fn a_full_ring_buffer_drops_events_but_never_counts() {
     // After the drain at shutdown (ring buffer, then commands still parked in the kernel)
     // every event is either in the log or counted as lost.
     assert_eq!(agent.audit_records().unwrap().len() as f64 + lost, total, "written or counted as lost");
+    Ok(())
 }
 
-#[test]
-fn probe_reports_what_this_kernel_accepts() {
-    if !can_load_bpf("probe_reports_what_this_kernel_accepts") {
-        return;
-    }
+fn probe_reports_what_this_kernel_accepts() -> TestResult {
+    require::bpf()?;
     let out = Command::new(agent_binary()).arg("probe").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
@@ -408,10 +413,65 @@ fn probe_reports_what_this_kernel_accepts() {
         assert!(line.contains(" ok") || line.contains("refused: "), "{line}");
     }
     assert!(text.contains("passthrough devices:"), "{text}");
+    Ok(())
 }
 
-#[test]
-fn cli_help_and_configuration_errors() {
+/// `probe --json`, the report tests decide from, keeps its contract on this kernel and says
+/// what the text says: every program type the text lists, the hook sets and the one
+/// `hook: auto` picks (accepted, and able to deny exactly when it says so), the active LSM
+/// list as the kernel shows it, and the devices.
+fn probe_json_reports_what_this_kernel_accepts_and_agrees_with_the_text() -> TestResult {
+    require::bpf()?;
+    let probe = Probe::run(&agent_binary()).unwrap_or_else(|e| panic!("{e:#}"));
+    let text = Command::new(agent_binary()).arg("probe").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(probe.kernel, release.trim());
+    for always in ["tracepoint", "ringbuf"] {
+        assert!(probe.program_types[always].ok, "{always}: {probe:#?}");
+    }
+    for hook in ["lsm", "fentry"] {
+        let json = &probe.program_types[hook];
+        assert!(json.ok || json.error.as_ref().is_some_and(|e| !e.is_empty()), "{hook}: {json:?}");
+        let line =
+            text.lines().find(|l| l.trim_start().starts_with(hook)).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(line.trim_end().ends_with(" ok"), json.ok, "text {line:?} vs json {json:?}");
+    }
+    for name in ["lsm", "tracepoint"] {
+        assert!(probe.hook_set(name).is_some(), "no hook set {name}: {probe:#?}");
+    }
+    for set in &probe.hook_sets {
+        assert!(set.status == HookStatus::Accepted || set.detail.is_some(), "{set:?} without the reason");
+        assert!(!set.can_deny || set.status == HookStatus::Accepted, "{set:?} can deny but is not accepted");
+    }
+    let auto = probe.auto.hook_set.as_deref().unwrap_or_else(|| panic!("auto picks nothing: {probe:#?}"));
+    let picked = probe.hook_set(auto).unwrap_or_else(|| panic!("auto picks unknown {auto}"));
+    assert_eq!(picked.status, HookStatus::Accepted, "{probe:#?}");
+    assert_eq!(probe.auto.can_deny, picked.can_deny, "{probe:#?}");
+    if let Ok(active) = std::fs::read_to_string("/sys/kernel/security/lsm") {
+        let active: Vec<&str> = active.trim().split(',').collect();
+        assert_eq!(probe.lsm.active, active);
+        assert_eq!(probe.lsm.bpf_active, active.contains(&"bpf"));
+    }
+    // The LSM hook set runs only where its programs load and `bpf` is an active LSM;
+    // where they load but `bpf` is not active they attach and are never called.
+    let loads = |t: &str| probe.program_types.get(t).is_some_and(|p| p.ok);
+    if probe.accepts("lsm") {
+        assert!(loads("lsm") && loads("fentry") && probe.lsm.bpf_active, "{probe:#?}");
+    }
+    if loads("lsm") && !probe.lsm.bpf_active {
+        let lsm = probe.hook_set("lsm").map(|h| h.status);
+        assert_eq!(lsm, Some(HookStatus::AttachesButDoesNotFire), "{probe:#?}");
+    }
+    for device in &probe.devices {
+        for key in ["name", "node", "kind"] {
+            assert!(device[key].is_string(), "{key} in {device}");
+        }
+    }
+    Ok(())
+}
+
+fn cli_help_lists_the_subcommands_and_configuration_errors_name_file_and_field() -> TestResult {
     let out = Command::new(agent_binary()).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
@@ -431,13 +491,11 @@ fn cli_help_and_configuration_errors() {
     assert!(!out.status.success());
     assert!(err.contains("bad.yaml") && err.contains("pth") && err.contains('4'), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
+    Ok(())
 }
 
-#[test]
-fn nvme_cli_commands_are_counted_with_the_client_as_subject() {
-    if !can_load_bpf("nvme_cli_commands_are_counted_with_the_client_as_subject") {
-        return;
-    }
+fn nvme_cli_commands_are_counted_with_the_client_as_subject() -> TestResult {
+    require::bpf()?;
     // The real client (Debian's nvme-cli, installed by `cargo xtask setup`) against a
     // stand-in node: the tty answers ENOTTY, the agent sees nvme-cli's real ioctls.
     let nvme = StandIn::new().unwrap();
@@ -462,21 +520,16 @@ fn nvme_cli_commands_are_counted_with_the_client_as_subject() {
     // Identify Controller is CNS 1; SMART / Health is log page 2.
     assert_eq!(records[0]["cdw10"].as_u64().unwrap() & 0xff, 1);
     assert_eq!(records[1]["cdw10"].as_u64().unwrap() & 0xff, 2);
+    Ok(())
 }
 
-#[test]
-fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() {
-    if !can_load_bpf("hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback") {
-        return;
-    }
-    let probe = Command::new(agent_binary()).arg("probe").output().unwrap();
-    let probe = String::from_utf8_lossy(&probe.stdout).into_owned();
-    let lsm_ok = probe.lines().any(|l| l.trim_start().starts_with("lsm") && l.trim_end().ends_with(" ok"));
-    let fentry_ok =
-        probe.lines().any(|l| l.trim_start().starts_with("fentry") && l.trim_end().ends_with(" ok"));
+fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() -> TestResult {
+    require::bpf()?;
+    // The LSM hook set is the LSM programs and the fexit programs beside them.
+    let lsm_accepted = require::accepts("lsm")?;
     let nvme = StandIn::new().unwrap();
     let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
-    if lsm_ok && fentry_ok {
+    if lsm_accepted {
         // auto picks LSM: no syscall tracepoint, and commands are still counted with their result.
         let mut agent = Agent::start("hook-auto-lsm", &declared, 1 << 20).unwrap();
         let scrape = agent.scrape().unwrap();
@@ -507,7 +560,7 @@ fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("config.yaml");
         std::fs::write(&config, "metrics:\n  listen: 127.0.0.1:0\naudit:\n  path: \"-\"\n").unwrap();
-        let pins = fwctl_guard_tests::agent::test_pin_path("hook-lsm-refused");
+        let pins = test_pin_path("hook-lsm-refused");
         let out = Command::new(agent_binary())
             .args(["run", "--hook", "lsm", "--pin-path"])
             .arg(&pins)
@@ -520,7 +573,8 @@ fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() {
         assert!(err.contains("hook: lsm was requested") && err.contains("file_ioctl"), "{err}");
         // The refused set left nothing pinned behind.
         assert_eq!(std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0), 0, "{}", pins.display());
-        fwctl_guard_tests::agent::remove_pins(&pins);
+        remove_pins(&pins);
         std::fs::remove_dir_all(dir).unwrap();
     }
+    Ok(())
 }

@@ -7,38 +7,31 @@ use std::{
     collections::BTreeSet,
     fs,
     os::unix::{fs::PermissionsExt, net::UnixDatagram},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use fwctl_guard_tests::{
     agent::{Agent, Declared},
     ioctls::*,
     metrics::Scrape,
-    privilege::can_load_bpf,
+    require,
     standin::StandIn,
+    tests,
+    trial::{Test, TestResult},
+    workspace,
 };
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-/// The path of `tool`, or None after saying why the test skips (a failure when
-/// privileged tests are required: `cargo xtask setup` installs it).
-fn tool(test: &str, tool: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file()));
-    if found.is_none() {
-        let why =
-            format!("{tool} is not installed (Debian package {package}; `cargo xtask setup` installs it)");
-        if std::env::var("FWCTL_GUARD_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("{test}: {why}");
-        }
-        eprintln!("skipping {test}: {why}");
-    }
-    found
-}
+pub const TESTS: &[Test] = tests![
+    promtool_accepts_a_live_scrape_with_every_family_populated,
+    healthz_and_readyz_answer_and_per_process_labels_are_off_by_default,
+    per_process_series_are_capped_and_the_overflow_counted,
+    sigusr1_reopens_the_audit_log_and_nothing_is_lost,
+    syslog_sink_sends_every_record_and_counts_what_it_cannot,
+    alert_rules_pass_promtool_and_their_unit_tests,
+    the_logrotate_file_parses_and_covers_the_audit_log,
+];
 
 /// Stop the agent, insert `metrics` and `audit` settings into its configuration (the
 /// harness writes both sections) and start it again.
@@ -70,19 +63,9 @@ fn identify_from(comm: &str, nvme: &StandIn, n: usize) {
     .unwrap();
 }
 
-/// Poll the metrics until `done` holds (30 s at most), returning the last scrape.
+/// Poll the metrics until `done` holds, returning that scrape.
 fn wait_for(agent: &Agent, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = agent.scrape().unwrap();
-        if done(&s) {
-            return s;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not reached in 30 s\n{}\n{}", s.text, agent.output());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent.wait_for(what, done).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// GET `path` from the agent with curl: (HTTP status, body).
@@ -98,20 +81,16 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn promtool_accepts_a_live_scrape_with_every_family_populated() {
-    let test = "promtool_accepts_a_live_scrape_with_every_family_populated";
-    if !can_load_bpf(test) {
-        return;
-    }
-    let Some(promtool) = tool(test, "promtool", "prometheus") else { return };
+fn promtool_accepts_a_live_scrape_with_every_family_populated() -> TestResult {
+    require::bpf()?;
+    let promtool = require::tool("promtool", "prometheus")?;
     let (mlx5, nvme, scsi) = (StandIn::new().unwrap(), StandIn::new().unwrap(), StandIn::new().unwrap());
     let declared = [
         Declared { major_minor: mlx5.major_minor(), class: "fwctl", driver: "mlx5" },
         Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" },
         Declared { major_minor: scsi.major_minor(), class: "scsi", driver: "sg" },
     ];
-    let policy = repo("policies/default.yaml");
+    let policy = workspace::file("policies/default.yaml");
     let mut agent =
         Agent::start_with("promtool", &declared, 1 << 20, &["--policy", policy.to_str().unwrap()]).unwrap();
     // The opt-in families too.
@@ -159,7 +138,7 @@ fn promtool_accepts_a_live_scrape_with_every_family_populated() {
 
     // Every family on the wire is documented (the README table is checked against the
     // agent's own family list by a unit test).
-    let readme = fs::read_to_string(repo("README.md")).unwrap();
+    let readme = fs::read_to_string(workspace::file("README.md")).unwrap();
     let scraped: BTreeSet<&str> = scrape.samples.keys().map(|s| s.name.as_str()).collect();
     for name in scraped {
         assert!(
@@ -167,17 +146,14 @@ fn promtool_accepts_a_live_scrape_with_every_family_populated() {
             "{name} is exported but not in the README's metrics table"
         );
     }
+    Ok(())
 }
 
-#[test]
-fn healthz_and_readyz_answer_and_per_process_labels_are_off_by_default() {
-    let test = "healthz_and_readyz_answer_and_per_process_labels_are_off_by_default";
-    if !can_load_bpf(test) {
-        return;
-    }
+fn healthz_and_readyz_answer_and_per_process_labels_are_off_by_default() -> TestResult {
+    require::bpf()?;
     let nvme = StandIn::new().unwrap();
     let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
-    let policy = repo("policies/default.yaml");
+    let policy = workspace::file("policies/default.yaml");
     let agent =
         Agent::start_with("health", &declared, 1 << 20, &["--policy", policy.to_str().unwrap()]).unwrap();
     assert_eq!(curl(&agent, "/healthz"), (200, "ok\n".to_string()));
@@ -193,14 +169,11 @@ fn healthz_and_readyz_answer_and_per_process_labels_are_off_by_default() {
             scrape.text
         );
     }
+    Ok(())
 }
 
-#[test]
-fn per_process_series_are_capped_and_the_overflow_counted() {
-    let test = "per_process_series_are_capped_and_the_overflow_counted";
-    if !can_load_bpf(test) {
-        return;
-    }
+fn per_process_series_are_capped_and_the_overflow_counted() -> TestResult {
+    require::bpf()?;
     let nvme = StandIn::new().unwrap();
     let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
     let mut agent = Agent::start("per-process", &declared, 1 << 20).unwrap();
@@ -227,14 +200,11 @@ fn per_process_series_are_capped_and_the_overflow_counted() {
     assert_eq!(scrape.sum("fwctl_guard_label_overflow_total", &overflow), 3.0, "{}", scrape.text);
     // The exact counters are not capped.
     assert_eq!(scrape.sum("fwctl_guard_commands_total", &[]), 5.0);
+    Ok(())
 }
 
-#[test]
-fn sigusr1_reopens_the_audit_log_and_nothing_is_lost() {
-    let test = "sigusr1_reopens_the_audit_log_and_nothing_is_lost";
-    if !can_load_bpf(test) {
-        return;
-    }
+fn sigusr1_reopens_the_audit_log_and_nothing_is_lost() -> TestResult {
+    require::bpf()?;
     let nvme = StandIn::new().unwrap();
     let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
     let agent = Agent::start("reopen", &declared, 1 << 20).unwrap();
@@ -273,14 +243,11 @@ fn sigusr1_reopens_the_audit_log_and_nothing_is_lost() {
     fs::rename(&moved, &agent.dir).unwrap();
     assert_eq!(comms(&agent.audit_log), ["fg-after", "fg-after", "fg-after", "fg-after", "fg-kept"]);
     assert!(agent.output().contains("cannot reopen the audit log"), "{}", agent.output());
+    Ok(())
 }
 
-#[test]
-fn syslog_sink_sends_every_record_and_counts_what_it_cannot() {
-    let test = "syslog_sink_sends_every_record_and_counts_what_it_cannot";
-    if !can_load_bpf(test) {
-        return;
-    }
+fn syslog_sink_sends_every_record_and_counts_what_it_cannot() -> TestResult {
+    require::bpf()?;
     let nvme = StandIn::new().unwrap();
     let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
     let mut agent = Agent::start("syslog", &declared, 1 << 20).unwrap();
@@ -330,13 +297,12 @@ fn syslog_sink_sends_every_record_and_counts_what_it_cannot() {
     };
     assert_eq!(lines(&agent.audit_log).len(), 4);
     assert_eq!(scrape.sum("fwctl_guard_audit_errors_total", &[("reason", "syslog")]), 1.0, "{}", scrape.text);
+    Ok(())
 }
 
-#[test]
-fn alert_rules_pass_promtool_and_their_unit_tests() {
-    let test = "alert_rules_pass_promtool_and_their_unit_tests";
-    let Some(promtool) = tool(test, "promtool", "prometheus") else { return };
-    let dir = repo("deploy/prometheus");
+fn alert_rules_pass_promtool_and_their_unit_tests() -> TestResult {
+    let promtool = require::tool("promtool", "prometheus")?;
+    let dir = workspace::file("deploy/prometheus");
     for args in [["check", "rules", "alerts.yaml"], ["test", "rules", "alerts.test.yaml"]] {
         let out = Command::new(&promtool).args(args).current_dir(&dir).output().expect("promtool runs");
         let text =
@@ -354,19 +320,18 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
             "{alert} never fires in alerts.test.yaml"
         );
     }
+    Ok(())
 }
 
-#[test]
-fn the_logrotate_file_parses() {
-    let test = "the_logrotate_file_parses";
-    let Some(logrotate) = tool(test, "logrotate", "logrotate") else { return };
+fn the_logrotate_file_parses_and_covers_the_audit_log() -> TestResult {
+    let logrotate = require::tool("logrotate", "logrotate")?;
     let state = std::env::temp_dir().join(format!("fwctl-guard-logrotate-state-{}", std::process::id()));
     // --debug: parse and plan only, nothing is rotated or signalled.
     let out = Command::new(logrotate)
         .arg("--debug")
         .arg("--state")
         .arg(&state)
-        .arg(repo("deploy/logrotate/fwctl-guard"))
+        .arg(workspace::file("deploy/logrotate/fwctl-guard"))
         .output()
         .expect("logrotate runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -374,4 +339,5 @@ fn the_logrotate_file_parses() {
     assert!(out.status.success(), "{text}");
     assert!(!text.to_lowercase().contains("error"), "{text}");
     assert!(text.contains("/var/log/fwctl-guard/audit.jsonl"), "{text}");
+    Ok(())
 }

@@ -3,7 +3,6 @@
 //! pretend where it does not, and `policy check` as config management runs it.
 
 use std::{
-    path::PathBuf,
     process::Command,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -14,40 +13,33 @@ use std::{
 use fwctl_guard_tests::{
     agent::{agent_binary, Agent},
     ioctls::*,
-    privilege::{can_load_bpf, lsm_available, vm_device},
+    policies::{policy, policy_file, shipped_policies, DENY_FORMAT},
+    require,
     standin::StandIn,
+    tests,
+    trial::{Test, TestResult},
 };
 
-const ENOTTY: i32 = 25;
-const EPERM: i32 = 1;
+pub const TESTS: &[Test] = tests![
+    audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap,
+    audit_records_name_the_rule_that_decided,
+    reload_loop_every_command_is_evaluated_under_exactly_one_policy,
+    enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_elsewhere,
+    policy_check_explain_and_diff_answer_config_management,
+    explain_shows_the_effects_that_decided,
+    effects_rules_judge_real_devices_by_what_they_declare,
+];
 
-fn policy_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fwctl-guard-policy-{}", std::process::id()));
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    // Write-then-rename: the agent never sees a half-written file.
-    let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    path
-}
+const ENOTTY: i32 = libc::ENOTTY;
+const EPERM: i32 = libc::EPERM;
 
-fn policy(name: &str, mode: &str, rules: &str) -> String {
-    format!("version: 1\nname: {name}\nmode: {mode}\ndefault: allow\non_undecodable: audit\nrules:\n{rules}")
-}
-
-const DENY_FORMAT: &str =
-    "  - name: no-format\n    action: deny\n    match: {class: nvme-admin, opcode: format-nvm}\n";
 const ALLOW_FORMAT: &str =
     "  - name: format-ok\n    action: audit\n    match: {class: nvme-admin, opcode: format-nvm}\n";
 
-#[test]
-fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
-    if !can_load_bpf("audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap") {
-        return;
-    }
+fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() -> TestResult {
+    require::bpf()?;
     let nvme = StandIn::new().unwrap();
-    let path = policy_file("audit.yaml", &policy("audit-a", "audit", DENY_FORMAT));
+    let path = policy_file("policy-audit.yaml", &policy("audit-a", "audit", DENY_FORMAT));
     let mut agent = Agent::start_with(
         "policy-audit",
         &nvme.declared_nvme(),
@@ -80,7 +72,7 @@ fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
 
     // A broken file is rejected: the running policy stays, the failure is counted.
     policy_file(
-        "audit.yaml",
+        "policy-audit.yaml",
         "version: 1\nname: broken\nmode: audit\ndefault: allow\nrules:\n  - name: x\n    action: explode\n",
     );
     let s = agent.reload(1, 1).unwrap();
@@ -88,7 +80,7 @@ fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
     assert!(agent.output().contains("action"), "the rejection says why:\n{}", agent.output());
     nvme.nvme_admin(0x80);
     // A good file switches verdicts; counters carry on.
-    policy_file("audit.yaml", &policy("audit-b", "audit", ALLOW_FORMAT));
+    policy_file("policy-audit.yaml", &policy("audit-b", "audit", ALLOW_FORMAT));
     agent.reload(2, 1).unwrap();
     nvme.nvme_admin(0x80);
     let s = agent.wait_audit_events(6).unwrap();
@@ -100,20 +92,62 @@ fn audit_mode_records_would_deny_per_rule_and_reloads_without_a_gap() {
     let verdicts: Vec<String> =
         agent.audit_records().unwrap().iter().map(|r| r["verdict"].as_str().unwrap().to_string()).collect();
     assert_eq!(verdicts.iter().filter(|v| *v == "would_deny").count(), 4, "{verdicts:?}");
+    Ok(())
 }
 
-#[test]
-fn reload_loop_every_command_is_evaluated_under_exactly_one_policy() {
-    if !can_load_bpf("reload_loop_every_command_is_evaluated_under_exactly_one_policy") {
-        return;
-    }
+/// Every audit record names the rule that decided it, as the metrics do: the named rule
+/// that would deny a Format in audit mode, `default` for a command no rule names,
+/// `on_undecodable` for a payload that cannot be read, and `none` without a policy.
+fn audit_records_name_the_rule_that_decided() -> TestResult {
+    require::bpf()?;
+    let nvme = StandIn::new().unwrap();
+    let path = policy_file("policy-rule.yaml", &policy("rule-names", "audit", DENY_FORMAT));
+    let mut agent = Agent::start_with(
+        "policy-rule",
+        &nvme.declared_nvme(),
+        1 << 20,
+        &["--policy", path.to_str().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(nvme.nvme_admin(0x80), ENOTTY, "audit mode never denies");
+    assert_eq!(nvme.nvme_admin(0x06), ENOTTY);
+    // An argument pointer that cannot be read: the policy's on_undecodable decides.
+    assert_eq!(ioctl(nvme.fd(), NVME_IOCTL_ADMIN_CMD, 0x10), -1);
+    agent.wait_audit_events(3).unwrap();
+    agent.stop().unwrap();
+    let records = agent.audit_records().unwrap();
+    let decided = |what: &str, which: &dyn Fn(&serde_json::Value) -> bool| {
+        let r =
+            records.iter().find(|r| which(r)).unwrap_or_else(|| panic!("no {what} record in {records:#?}"));
+        (r["verdict"].as_str().map(str::to_string), r["rule"].as_str().map(str::to_string), r.clone())
+    };
+    let (verdict, rule, r) = decided("format-nvm", &|r| r["opcode_name"] == "format-nvm");
+    assert_eq!((verdict.as_deref(), rule.as_deref()), (Some("would_deny"), Some("no-format")), "{r}");
+    let (verdict, rule, r) = decided("identify", &|r| r["opcode_name"] == "identify");
+    assert_eq!((verdict.as_deref(), rule.as_deref()), (Some("allow"), Some("default")), "{r}");
+    let (_, rule, r) = decided("undecodable", &|r| r["decode"] != "ok");
+    assert_eq!(rule.as_deref(), Some("on_undecodable"), "{r}");
+    assert_eq!(records.len(), 3, "{records:#?}");
+
+    let mut agent = Agent::start("policy-rule-none", &nvme.declared_nvme(), 1 << 20).unwrap();
+    assert_eq!(nvme.nvme_admin(0x06), ENOTTY);
+    agent.wait_audit_events(1).unwrap();
+    agent.stop().unwrap();
+    let records = agent.audit_records().unwrap();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!((records[0]["verdict"].as_str(), records[0]["rule"].as_str()), (Some("allow"), Some("none")));
+    Ok(())
+}
+
+fn reload_loop_every_command_is_evaluated_under_exactly_one_policy() -> TestResult {
+    require::bpf()?;
     const SWAPS: u64 = 100;
     let nvme = Arc::new(StandIn::new().unwrap());
     let one =
         policy("one", "audit", "  - name: rule-one\n    action: audit\n    match: {class: nvme-admin}\n");
     let two =
         policy("two", "audit", "  - name: rule-two\n    action: deny\n    match: {class: nvme-admin}\n");
-    let path = policy_file("loop.yaml", &one);
+    let path = policy_file("policy-loop.yaml", &one);
     let agent = Agent::start_with(
         "policy-loop",
         &nvme.declared_nvme(),
@@ -135,7 +169,7 @@ fn reload_loop_every_command_is_evaluated_under_exactly_one_policy() {
         })
     };
     for generation in 2..=SWAPS + 1 {
-        policy_file("loop.yaml", if generation % 2 == 0 { &two } else { &one });
+        policy_file("policy-loop.yaml", if generation % 2 == 0 { &two } else { &one });
         agent.reload(generation, 0).unwrap();
     }
     stop.store(true, Ordering::Relaxed);
@@ -149,17 +183,15 @@ fn reload_loop_every_command_is_evaluated_under_exactly_one_policy() {
     assert_eq!(s.sum("fwctl_guard_commands_total", &[]), issued, "none unevaluated or under another rule");
     // SIGHUP and the file watcher may both reload one write: at least one per swap.
     assert!(s.sum("fwctl_guard_policy_generation", &[]) >= (SWAPS + 1) as f64);
+    Ok(())
 }
 
-#[test]
-fn enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_elsewhere() {
-    if !can_load_bpf("enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_elsewhere") {
-        return;
-    }
+fn enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_elsewhere() -> TestResult {
+    require::bpf()?;
     let nvme = StandIn::new().unwrap();
-    let path = policy_file("enforce.yaml", &policy("enforce", "enforce", DENY_FORMAT));
+    let path = policy_file("policy-enforce.yaml", &policy("enforce", "enforce", DENY_FORMAT));
     let args = ["--policy", path.to_str().unwrap()];
-    if lsm_available(&agent_binary()) {
+    if require::can_deny()? {
         let mut agent = Agent::start_with("policy-enforce", &nvme.declared_nvme(), 1 << 20, &args).unwrap();
         assert_eq!(nvme.nvme_admin(0x80), EPERM, "denied before the driver");
         assert_eq!(nvme.nvme_admin(0x06), ENOTTY, "other commands reach the driver");
@@ -191,23 +223,14 @@ fn enforce_denies_before_the_driver_where_lsm_exists_and_refuses_to_pretend_else
         );
         agent.stop().unwrap();
     }
+    Ok(())
 }
 
-/// The shipped policies, embedded so the check also runs where the repository is not
-/// (the VM guests), written to a directory like the one config management deploys.
-fn shipped_policies() -> PathBuf {
-    for (name, text) in [
-        ("default.yaml", include_str!("../../policies/default.yaml")),
-        ("fleet-baseline.yaml", include_str!("../../policies/fleet-baseline.yaml")),
-        ("strict.yaml", include_str!("../../policies/strict.yaml")),
-    ] {
-        policy_file(&format!("shipped/{name}"), text);
-    }
-    policy_file("shipped/.keep", "").parent().unwrap().to_path_buf()
-}
-
-#[test]
-fn policy_check_for_config_management() {
+/// `policy check` as config management runs it (each shipped policy, then a bad file with
+/// file:line and a suggestion, also as JSON), `policy explain` naming the deciding rule,
+/// and `policy diff` for a rollout review. The shipped policies are embedded, so this also
+/// runs where the repository is not (the VM guests).
+fn policy_check_explain_and_diff_answer_config_management() -> TestResult {
     let shipped = shipped_policies();
     // Alternatives, each checked on its own (a directory would be one merged policy).
     let out = Command::new(agent_binary())
@@ -216,12 +239,12 @@ fn policy_check_for_config_management() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let bad = policy_file("bad.yaml", "version: 1\nname: bad\nmode: enforce\ndefault: allow\nrules:\n  - name: x\n    action: deny\n    match: {class: nvme-admin, opcode: formatnvm}\n");
+    let bad = policy_file("policy-bad.yaml", "version: 1\nname: bad\nmode: enforce\ndefault: allow\nrules:\n  - name: x\n    action: deny\n    match: {class: nvme-admin, opcode: formatnvm}\n");
     let out = Command::new(agent_binary()).args(["policy", "check"]).arg(&bad).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("bad.yaml:8:") && text.contains("format-nvm"),
+        text.contains("policy-bad.yaml:8:") && text.contains("format-nvm"),
         "file:line:col and a suggestion: {text}"
     );
     let out = Command::new(agent_binary())
@@ -258,13 +281,13 @@ fn policy_check_for_config_management() {
     let identify = text.lines().find(|l| l.starts_with("nvme-admin") && l.contains(" identify "));
     assert!(identify.is_some_and(|l| l.contains("-> allow [nvme-admin-reads]")), "{text}");
     assert!(text.lines().last().unwrap().contains("change verdict"), "{text}");
+    Ok(())
 }
 
 /// `policy explain` judges a command by what the device declares, and says which effects
 /// decided: the fleet baseline refuses an opcode the device does not list and a CXL
 /// command the device declares a data change for, without naming either opcode.
-#[test]
-fn explain_shows_the_effects_that_decided() {
+fn explain_shows_the_effects_that_decided() -> TestResult {
     let fleet = shipped_policies().join("fleet-baseline.yaml");
     let explain = |args: &[&str]| {
         let out =
@@ -289,25 +312,20 @@ fn explain_shows_the_effects_that_decided() {
     assert!(sanitize.contains("declared data-change-immediate"), "{sanitize}");
     let quiet = explain(&["--class", "cxl-mem", "--opcode", "0x4400", "--effects", "background"]);
     assert!(quiet.contains("verdict: audit (no rule matched"), "{quiet}");
+    Ok(())
 }
 
-/// Effects rules on real devices (issue 5): a policy that names no opcode refuses NVMe
+/// Effects rules on real devices: a policy that names no opcode refuses NVMe
 /// Format NVM because the controller declares it changes logical blocks (LBCC),
 /// allows Identify (declared without effects), refuses a vendor opcode the controller
 /// does not list, and refuses a CXL mailbox write the memdev's CEL declares a data or
 /// configuration change for. Runs in the VM guests (QEMU NVMe + cxl-type3, BPF LSM).
-#[test]
-fn effects_rules_judge_real_devices_by_what_they_declare() {
-    let test = "effects_rules_judge_real_devices_by_what_they_declare";
-    let Some(ctrl) = vm_device(test, "/dev/nvme0") else { return };
-    let Some(memdev) = vm_device(test, "/dev/cxl/mem0") else { return };
-    if !lsm_available(&agent_binary()) {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        eprintln!("skipping {test}: kernel {} lacks BPF LSM (nothing can be denied)", kernel.trim());
-        return;
-    }
+fn effects_rules_judge_real_devices_by_what_they_declare() -> TestResult {
+    let ctrl = require::device("/dev/nvme0")?;
+    let memdev = require::device("/dev/cxl/mem0")?;
+    require::deny_hook()?;
     let rules = "  - name: declared-change\n    action: deny\n    match: {class: [nvme-admin, cxl-mem], effects: [data-change-immediate, config-change-immediate]}\n  - name: vendor-tunnel\n    action: deny\n    match: {class: nvme-admin, undeclared: true}\n";
-    let path = policy_file("effects.yaml", &policy("effects", "enforce", rules));
+    let path = policy_file("policy-effects.yaml", &policy("effects", "enforce", rules));
     let mut agent =
         Agent::start_with("effects", &[], 1 << 20, &["--policy", path.to_str().unwrap()]).unwrap();
 
@@ -392,4 +410,5 @@ fn effects_rules_judge_real_devices_by_what_they_declare() {
     let effects = format["effects"].as_array().unwrap_or_else(|| panic!("no effects in {format}"));
     assert!(effects.iter().any(|e| e == "logical-block-content-change"), "{format}");
     assert_eq!(format["declared"], true, "{format}");
+    Ok(())
 }

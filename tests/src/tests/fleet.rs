@@ -3,8 +3,9 @@
 //! (counters continue, nothing counted twice, the events queued meanwhile are logged);
 //! a different build replaces them without a gap; `uninstall` removes them.
 //!
-//! Runs on the host (syscall tracepoints: counting and adoption only, deny is skipped with
-//! a printed reason) and in every VM guest (BPF LSM: deny while the agent is down).
+//! Runs on the host (syscall tracepoints: counting and adoption; the kernel cannot deny,
+//! so the test checks that nothing is refused there and prints so) and in every VM guest
+//! (BPF LSM: deny while the agent is down, where a kernel without a deny-capable hook fails).
 //! Commands go to a stand-in node declared as an NVMe controller (a tty: ENOTTY when a
 //! command reaches it, EPERM when the hook refused it).
 
@@ -20,41 +21,51 @@ use std::{
 };
 
 use fwctl_guard_tests::{
-    agent::{agent_binary, Agent, KEEP_PINS},
+    agent::{agent_binary, Agent, AgentBuilder},
     metrics::http_get,
-    privilege::{can_load_bpf, lsm_available},
+    policies::{policy, policy_file, DENY_FORMAT},
+    require,
     standin::StandIn,
+    tests,
+    trial::{Test, TestResult, Unmet},
 };
 
-const ENOTTY: i32 = 25;
-const EPERM: i32 = 1;
+pub const TESTS: &[Test] = tests![
+    kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them,
+    a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything,
+];
+
+const ENOTTY: i32 = libc::ENOTTY;
+const EPERM: i32 = libc::EPERM;
 const IDENTIFY: u8 = 0x06;
 const FORMAT: u8 = 0x80;
 
 /// An enforce policy that denies Format NVM and allows the rest.
 fn deny_format_policy(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fwctl-guard-fleet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        "version: 1\nname: no-format\nmode: enforce\ndefault: allow\non_undecodable: audit\nrules:\n  \
-         - name: no-format\n    action: deny\n    match: {class: nvme-admin, opcode: format-nvm}\n",
-    )
-    .unwrap();
-    path
+    policy_file(&format!("fleet-{name}.yaml"), &policy("no-format", "enforce", DENY_FORMAT))
 }
 
-/// `--policy P`, plus `--allow-audit-only` where this kernel cannot deny.
-fn policy_args(policy: &Path, lsm: bool, keep_pins: bool) -> Vec<String> {
-    let mut args = vec!["--policy".to_string(), policy.display().to_string()];
-    if !lsm {
-        args.push("--allow-audit-only".into());
+/// What the running kernel can do for this test: whether `hook: auto` can deny (a
+/// failure in the guests if not) and the name of the pinned link of its ioctl hook.
+fn hook() -> Result<(bool, &'static str), Unmet> {
+    let can_deny = require::can_deny()?;
+    let probe = require::probe()?;
+    let link = match probe.auto.hook_set.as_deref() {
+        Some("lsm") => "fwctl_lsm_file_ioctl",
+        Some("tracepoint") => "fwctl_sys_enter_ioctl",
+        other => return Err(Unmet::Fail(format!("no pinned ioctl link known for hook set {other:?}"))),
+    };
+    Ok((can_deny, link))
+}
+
+/// The agent with policy `policy`, plus `--allow-audit-only` where this kernel cannot deny.
+fn with_policy(builder: AgentBuilder, policy: &Path, can_deny: bool) -> AgentBuilder {
+    let builder = builder.args(["--policy".as_ref(), policy.as_os_str()]);
+    if can_deny {
+        builder
+    } else {
+        builder.args(["--allow-audit-only"])
     }
-    if keep_pins {
-        args.push(KEEP_PINS.into());
-    }
-    args
 }
 
 /// A thread issuing Identify on the stand-in until stopped, at most ~10 per millisecond:
@@ -99,23 +110,21 @@ fn set_dirs(pin_path: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them() {
+fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them() -> TestResult {
     let test = "kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_them";
-    if !can_load_bpf(test) {
-        return;
-    }
-    let lsm = lsm_available(&agent_binary());
+    require::bpf()?;
+    let (lsm, hook) = hook()?;
     if !lsm {
-        eprintln!("{test}: this kernel refuses BPF LSM: deny-while-down is not checked here (it is in the VM guests)");
+        eprintln!(
+            "{test}: this kernel cannot deny: deny-while-down is not checked here (it is in the VM guests)"
+        );
     }
     let nvme = Arc::new(StandIn::new().unwrap());
     let policy = deny_format_policy("kill9");
-    let args = policy_args(&policy, lsm, false);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // 64 MiB of ring buffer: ~450k events, 45 s of the paced load (a restart under TCG
     // takes a few seconds).
-    let mut agent = Agent::start_with("fleet-kill9", &nvme.declared_nvme(), 1 << 26, &args).unwrap();
+    let agent = Agent::builder("fleet-kill9").devices(&nvme.declared_nvme()).ring_buffer_bytes(1 << 26);
+    let mut agent = with_policy(agent, &policy, lsm).start().unwrap();
     let s = agent.scrape().unwrap();
     assert_eq!(s.sum("fwctl_guard_policy_generation", &[]), 1.0);
     assert_eq!(s.sum("fwctl_guard_pinned_set_info", &[("start", "attached")]), 1.0, "{}", s.text);
@@ -127,7 +136,6 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
 
     // The agent is gone: its links are still pinned, and the kernel still enforces.
     let links = pinned_links(&agent.pin_path);
-    let hook = if lsm { "fwctl_lsm_file_ioctl" } else { "fwctl_sys_enter_ioctl" };
     assert!(links.iter().any(|l| l == hook), "links pinned after kill -9: {links:?}");
     let format_while_down = nvme.nvme_admin(FORMAT);
     assert_eq!(format_while_down, if lsm { EPERM } else { ENOTTY }, "Format with the agent dead");
@@ -174,20 +182,18 @@ fn kill_9_leaves_enforcement_and_counting_in_the_kernel_and_a_restart_adopts_the
     assert!(formats.iter().all(|r| r["verdict"] == verdict), "{formats:?}");
     let identify_records = records.iter().filter(|r| r["opcode_name"] == "identify").count() as u64;
     assert!(identify_records <= issued, "no event logged twice: {identify_records} > {issued}");
+    Ok(())
 }
 
-#[test]
-fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() {
+fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() -> TestResult {
     let test = "a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything";
-    if !can_load_bpf(test) {
-        return;
-    }
-    let lsm = lsm_available(&agent_binary());
+    require::bpf()?;
+    let (lsm, _) = hook()?;
     let nvme = Arc::new(StandIn::new().unwrap());
     let policy = deny_format_policy("replace");
-    let args = policy_args(&policy, lsm, true);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut agent = Agent::start_with("fleet-replace", &nvme.declared_nvme(), 1 << 20, &args).unwrap();
+    let agent =
+        Agent::builder("fleet-replace").devices(&nvme.declared_nvme()).ring_buffer_bytes(1 << 20).keep_pins();
+    let mut agent = with_policy(agent, &policy, lsm).start().unwrap();
     let first = set_dirs(&agent.pin_path);
     assert_eq!(first.len(), 1, "{first:?}");
 
@@ -242,7 +248,9 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
     if lsm {
         assert_eq!(through, 0, "{through} of {sent} Format commands got through during the swap");
     } else {
-        eprintln!("{test}: no BPF LSM here: the gap-free swap is checked in the VM guests ({sent} sent)");
+        eprintln!(
+            "{test}: no hook that can deny here: the gap-free swap is checked in the VM guests ({sent} sent)"
+        );
     }
     // The Identify sent while no agent ran was counted by the old set, whose counters
     // went with it: the new build starts from zero (a counter reset Prometheus handles).
@@ -265,4 +273,5 @@ fn a_changed_build_is_replaced_without_a_gap_and_uninstall_removes_everything() 
     if lsm {
         assert_eq!(nvme.nvme_admin(FORMAT), ENOTTY, "nothing attached after uninstall");
     }
+    Ok(())
 }

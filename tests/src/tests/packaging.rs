@@ -14,20 +14,25 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output},
 };
 
 use fwctl_guard_tests::{
+    agent::Agent,
     ioctls::{ioctl, nvme_passthru, NVME_IOCTL_ADMIN_CMD},
-    metrics::{scrape, Scrape},
-    privilege::can_load_bpf,
+    require,
     standin::StandIn,
+    tests,
+    trial::{Test, TestResult},
+    unit, workspace,
 };
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub const TESTS: &[Test] = tests![
+    the_package_installs_its_files_checks_its_policies_and_purges,
+    every_shipped_policy_validates_against_the_json_schema,
+    the_unit_verifies_and_its_hardening_is_scored,
+    the_installed_agent_starts_like_the_unit_and_reloads_its_policy_directory,
+];
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -44,7 +49,7 @@ fn deb() -> PathBuf {
         return path.into();
     }
     let arch = text(&run(Command::new("dpkg").arg("--print-architecture")));
-    let path = workspace().join("target/debian").join(format!(
+    let path = workspace::file("target/debian").join(format!(
         "fwctl-guard_{}_{}.deb",
         env!("CARGO_PKG_VERSION"),
         arch.trim()
@@ -55,24 +60,6 @@ fn deb() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Root is needed to install with dpkg (ownership, the admin directory).
-fn may_install(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("FWCTL_GUARD_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
-        "{test}: needs root (FWCTL_GUARD_REQUIRE_PRIVILEGED=1)"
-    );
-    eprintln!("skipping {test}: not running as root");
-    false
 }
 
 /// A root directory with its own dpkg database, the package installed into it.
@@ -127,12 +114,9 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
 }
 
-#[test]
-fn the_package_installs_its_files_checks_its_policies_and_purges() {
-    let test = "the_package_installs_its_files_checks_its_policies_and_purges";
-    if !may_install(test) {
-        return;
-    }
+fn the_package_installs_its_files_checks_its_policies_and_purges() -> TestResult {
+    // Root: dpkg installs with ownership, into its admin directory.
+    require::root()?;
     let deb = deb();
     let field =
         |f: &str| text(&run(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(f))).trim().to_string();
@@ -175,7 +159,7 @@ fn the_package_installs_its_files_checks_its_policies_and_purges() {
         assert!(out.status.success(), "{script}: {}", text(&out));
         assert_eq!(
             fs::read_to_string(&installed).unwrap(),
-            fs::read_to_string(workspace().join("packaging/debian").join(script)).unwrap()
+            fs::read_to_string(workspace::file("packaging/debian").join(script)).unwrap()
         );
     }
 
@@ -204,6 +188,7 @@ fn the_package_installs_its_files_checks_its_policies_and_purges() {
     ] {
         assert!(!s.path(gone).exists(), "{gone} left after purge");
     }
+    Ok(())
 }
 
 /// Validate `files` (YAML) against `schema` with python3-jsonschema; the validator's
@@ -233,9 +218,8 @@ for path in sys.argv[2:]:
         .collect()
 }
 
-#[test]
-fn every_shipped_policy_validates_against_the_json_schema() {
-    let policies = workspace().join("policies");
+fn every_shipped_policy_validates_against_the_json_schema() -> TestResult {
+    let policies = workspace::file("policies");
     let mut files: Vec<PathBuf> =
         ["default.yaml", "fleet-baseline.yaml", "strict.yaml"].iter().map(|f| policies.join(f)).collect();
     // A policy.d drop-in: header keys left to another file, which the schema allows.
@@ -273,24 +257,16 @@ fn every_shipped_policy_validates_against_the_json_schema() {
         let err = result.as_ref().expect_err(&format!("{} must fail validation", path.display()));
         assert!(err.contains(why), "{}: {err}", path.display());
     }
+    Ok(())
 }
 
-fn unit() -> String {
-    fs::read_to_string(workspace().join("packaging/fwctl-guard.service")).unwrap()
+/// The unit in this checkout.
+fn repo_unit() -> String {
+    fs::read_to_string(workspace::file("packaging/fwctl-guard.service")).unwrap()
 }
 
-/// The values of `Key=` in the unit, in order (systemd's own `Key=value` lines; the
-/// unit is validated by `systemd-analyze verify` in this file).
-fn unit_values(unit: &str, key: &str) -> Vec<String> {
-    unit.lines().filter_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string).collect()
-}
-
-#[test]
-fn the_unit_verifies_and_its_hardening_is_scored() {
-    let test = "the_unit_verifies_and_its_hardening_is_scored";
-    if !may_install(test) {
-        return;
-    }
+fn the_unit_verifies_and_its_hardening_is_scored() -> TestResult {
+    require::root()?;
     let s = Scratch::install("verify");
     // As installed, on this host: the only complaint is that /usr/bin/fwctl-guard is not
     // here (it is in the scratch root).
@@ -305,7 +281,7 @@ fn the_unit_verifies_and_its_hardening_is_scored() {
     let dir = s.path("/verify");
     fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("fwctl-guard.service");
-    let rewritten: Vec<String> = unit().lines().map(|l| s.rewrite(l)).collect();
+    let rewritten: Vec<String> = repo_unit().lines().map(|l| s.rewrite(l)).collect();
     fs::write(&copy, rewritten.join("\n") + "\n").unwrap();
     let out = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
     assert!(out.status.success() && text(&out).trim().is_empty(), "{}", text(&out));
@@ -320,72 +296,30 @@ fn the_unit_verifies_and_its_hardening_is_scored() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
     assert!(score <= 5.0, "exposure {score}:\n{report}");
+    Ok(())
 }
 
-/// A running installed agent.
-struct Installed {
-    child: Child,
-    addr: String,
-    log: PathBuf,
+/// Poll the installed agent's metrics until `done` holds.
+fn wait(
+    agent: &Agent,
+    what: &str,
+    done: impl Fn(&fwctl_guard_tests::metrics::Scrape) -> bool,
+) -> fwctl_guard_tests::metrics::Scrape {
+    agent.wait_for(what, done).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-impl Installed {
-    fn output(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait(&self, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(s) = scrape(&self.addr) {
-                if ok(&s) {
-                    return s;
-                }
-                if Instant::now() > deadline {
-                    panic!("{what}: not reached in 60 s\n{}\n{}", s.text, self.output());
-                }
-            } else if Instant::now() > deadline {
-                panic!("{what}: no metrics in 60 s\n{}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn the_installed_agent_starts_like_the_unit_and_reloads_its_policy_directory() {
-    let test = "the_installed_agent_starts_like_the_unit_and_reloads_its_policy_directory";
-    if !can_load_bpf(test) {
-        return;
-    }
+fn the_installed_agent_starts_like_the_unit_and_reloads_its_policy_directory() -> TestResult {
+    require::bpf()?;
     let s = Scratch::install("run");
-    let unit = fs::read_to_string(s.path("/lib/systemd/system/fwctl-guard.service")).unwrap();
-    let [pre] = &unit_values(&unit, "ExecStartPre")[..] else { panic!("one ExecStartPre") };
-    let [start] = &unit_values(&unit, "ExecStart")[..] else { panic!("one ExecStart") };
-    let [reload] = &unit_values(&unit, "ExecReload")[..] else { panic!("one ExecReload") };
+    let installed = fs::read_to_string(s.path("/lib/systemd/system/fwctl-guard.service")).unwrap();
+    let [pre] = &unit::values(&installed, "ExecStartPre")[..] else { panic!("one ExecStartPre") };
+    let [start] = &unit::values(&installed, "ExecStart")[..] else { panic!("one ExecStart") };
+    let [reload] = &unit::values(&installed, "ExecReload")[..] else { panic!("one ExecReload") };
     assert_eq!(reload, "/bin/kill -HUP $MAINPID");
-    let [caps] = &unit_values(&unit, "CapabilityBoundingSet")[..] else {
-        panic!("one CapabilityBoundingSet")
-    };
-    // setpriv spells CAP_BPF as +bpf. As uid 0 with nothing inheritable, the permitted and
-    // effective sets after exec are the bounding set: what systemd gives a root service.
-    let bounding: String = std::iter::once("-all".to_string())
-        .chain(caps.split_whitespace().map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())))
-        .collect::<Vec<_>>()
-        .join(",");
-    let setpriv = |line: &str| {
-        let mut c = Command::new("setpriv");
-        c.args(["--bounding-set", &bounding, "--inh-caps", "-all", "--"]);
-        c.args(s.rewrite(line).split_whitespace());
-        c
+    // As systemd runs a root service with the unit's CapabilityBoundingSet=.
+    let setpriv = unit::setpriv(&unit::capabilities(&installed));
+    let command_line = |line: &str| -> Vec<String> {
+        setpriv.iter().cloned().chain(s.rewrite(line).split_whitespace().map(str::to_string)).collect()
     };
 
     // The installed configuration, with this test's port (9847 may be taken).
@@ -399,25 +333,19 @@ fn the_installed_agent_starts_like_the_unit_and_reloads_its_policy_directory() {
     let config = s.rewrite(&config.replace("127.0.0.1:9847", &addr));
     fs::write(&config_path, config).unwrap();
 
-    let out = run(&mut setpriv(pre));
-    assert!(out.status.success(), "ExecStartPre {pre}: {}", text(&out));
+    let pre = command_line(pre);
+    let out = run(Command::new(&pre[0]).args(&pre[1..]));
+    assert!(out.status.success(), "ExecStartPre {pre:?}: {}", text(&out));
 
     // A stand-in declared as an NVMe controller, to see a command counted under the set.
     let nvme = StandIn::new().unwrap();
-    let log = s.path("/agent.out");
-    let out = fs::File::create(&log).unwrap();
     // The test's own pin root (the production one may be in use), removed at exit.
-    let pins = format!("/sys/fs/bpf/fwctl-guard-test-packaging-{}", std::process::id());
-    let child = setpriv(start)
-        .args(["--pin-path", &pins, "--cleanup", "--device"])
-        .arg(format!("{}=nvme", nvme.path.display()))
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agent = Installed { child, addr, log };
-    let first = agent.wait("programs attached", |s| s.sum("fwctl_guard_program_attached", &[]) >= 2.0);
+    let agent = Agent::builder("packaging")
+        .command(command_line(start), &addr, &s.path("/var/log/fwctl-guard/audit.jsonl"))
+        .args(["--device".to_string(), format!("{}=nvme", nvme.path.display())])
+        .start()
+        .unwrap_or_else(|e| panic!("the installed agent: {e:#}"));
+    let first = agent.scrape().unwrap();
     assert_eq!(first.sum("fwctl_guard_policy_info", &[("name", "default")]), 1.0, "{}", first.text);
     assert_eq!(first.sum("fwctl_guard_policy_generation", &[]), 1.0);
 
@@ -428,17 +356,18 @@ fn the_installed_agent_starts_like_the_unit_and_reloads_its_policy_directory() {
         "version: 1\nrules:\n  - name: site-identify\n    action: audit\n    match: {class: nvme-admin, opcode: identify}\n",
     )
     .unwrap();
-    agent.wait("drop-in loaded", |s| s.sum("fwctl_guard_policy_generation", &[]) >= 2.0);
+    wait(&agent, "drop-in loaded", |s| s.sum("fwctl_guard_policy_generation", &[]) >= 2.0);
     let identify = nvme_passthru(0x06, 0, 1, false);
     ioctl(nvme.fd(), NVME_IOCTL_ADMIN_CMD, identify.as_ptr() as u64);
-    agent.wait("command counted by the drop-in's rule", |s| {
+    wait(&agent, "command counted by the drop-in's rule", |s| {
         s.sum("fwctl_guard_commands_total", &[("rule", "site-identify"), ("opcode_name", "identify")]) >= 1.0
     });
 
     // A bad file never replaces the running policy; the failure is counted.
     fs::write(dir.join("20-bad.yaml"), "version: 1\nmode: enforce\n").unwrap();
-    let s2 =
-        agent.wait("bad drop-in rejected", |s| s.sum("fwctl_guard_policy_reload_failures_total", &[]) >= 1.0);
+    let s2 = wait(&agent, "bad drop-in rejected", |s| {
+        s.sum("fwctl_guard_policy_reload_failures_total", &[]) >= 1.0
+    });
     assert_eq!(s2.sum("fwctl_guard_policy_generation", &[]), 2.0);
     assert!(
         agent.output().contains("20-bad.yaml:2:7: error: mode: 'mode' is already set in"),
@@ -446,16 +375,17 @@ fn the_installed_agent_starts_like_the_unit_and_reloads_its_policy_directory() {
         agent.output()
     );
     fs::remove_file(dir.join("20-bad.yaml")).unwrap();
-    agent.wait("removal of the bad file reloads", |s| s.sum("fwctl_guard_policy_generation", &[]) >= 3.0);
+    wait(&agent, "removal of the bad file reloads", |s| s.sum("fwctl_guard_policy_generation", &[]) >= 3.0);
 
     // ExecReload: SIGHUP to the main process.
-    let pid = agent.child.id().to_string();
+    let pid = agent.pid().unwrap().to_string();
     let out = run(Command::new("sh").arg("-c").arg(reload.replace("$MAINPID", &pid)));
     assert!(out.status.success(), "{}", text(&out));
-    let last = agent.wait("ExecReload", |s| s.sum("fwctl_guard_policy_generation", &[]) >= 4.0);
+    let last = wait(&agent, "ExecReload", |s| s.sum("fwctl_guard_policy_generation", &[]) >= 4.0);
     assert_eq!(last.sum("fwctl_guard_policy_reload_failures_total", &[]), 1.0);
     // Audit records land in the installed log directory.
-    agent.wait("audit written", |s| s.sum("fwctl_guard_audit_events_written_total", &[]) >= 1.0);
+    wait(&agent, "audit written", |s| s.sum("fwctl_guard_audit_events_written_total", &[]) >= 1.0);
     let audit = fs::read_to_string(s.path("/var/log/fwctl-guard/audit.jsonl")).unwrap_or_default();
     assert!(audit.contains("\"opcode_name\":\"identify\""), "{audit}\n{}", agent.output());
+    Ok(())
 }

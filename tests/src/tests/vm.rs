@@ -1,7 +1,7 @@
 //! Tests that need real passthrough devices: they run inside the QEMU guests of
 //! `cargo xtask vm-test` (emulated NVMe controller and CXL type-3 memdev, stock Debian
 //! kernels), where the in-guest runner sets `FWCTL_GUARD_REQUIRE_VM=1`. On a machine
-//! without the devices they print why they skip.
+//! without the devices they are reported as ignored, with the missing node.
 
 use std::{
     collections::BTreeMap,
@@ -9,15 +9,31 @@ use std::{
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::Path,
     process::Command,
+    time::Duration,
 };
 
 use fwctl_guard_tests::{
     agent::{agent_binary, Agent, Declared},
     ioctls::*,
     metrics::Scrape,
-    privilege::{lsm_available, vm_device},
+    policies::{policy_file, FLEET_BASELINE},
+    require,
     standin::StandIn,
+    tests,
+    trial::{Test, TestResult},
+    wait,
 };
+
+pub const TESTS: &[Test] = tests![
+    nvme_cli_on_a_real_controller_is_counted_and_matches_the_driver_tracepoint,
+    cxl_mailbox_commands_on_a_real_memdev_are_counted,
+    lsm_and_tracepoint_paths_count_the_same_workload,
+    fleet_baseline_denies_destructive_commands_before_the_device_sees_them,
+    a_cxl_mailbox_command_denied_by_rule_fails_with_eperm,
+    devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare,
+    the_agent_fills_the_effects_map_at_start_up_without_auditing_its_own_reads,
+    hot_unplug_and_replug_of_the_nvme_controller_follow_into_the_maps,
+];
 
 fn major_minor(node: &Path) -> String {
     let rdev = std::fs::metadata(node).unwrap().rdev();
@@ -42,9 +58,8 @@ fn by_opcode(scrape: &Scrape, class: &str) -> BTreeMap<String, u64> {
     out
 }
 
-#[test]
-fn nvme_cli_on_a_real_controller_is_counted_and_matches_the_driver_tracepoint() {
-    let Some(ctrl) = vm_device("nvme_cli_on_a_real_controller_is_counted", "/dev/nvme0") else { return };
+fn nvme_cli_on_a_real_controller_is_counted_and_matches_the_driver_tracepoint() -> TestResult {
+    let ctrl = require::device("/dev/nvme0")?;
     let mut agent = Agent::start("vm-nvme", &[], 1 << 20).unwrap();
     nvme_cli(&["id-ctrl", "/dev/nvme0"]);
     nvme_cli(&["smart-log", "/dev/nvme0"]);
@@ -87,13 +102,11 @@ fn nvme_cli_on_a_real_controller_is_counted_and_matches_the_driver_tracepoint() 
         assert_eq!(r["ret"], 0, "{r}");
         assert_eq!(r["driver"], "nvme");
     }
+    Ok(())
 }
 
-#[test]
-fn cxl_mailbox_commands_on_a_real_memdev_are_counted() {
-    let Some(node) = vm_device("cxl_mailbox_commands_on_a_real_memdev_are_counted", "/dev/cxl/mem0") else {
-        return;
-    };
+fn cxl_mailbox_commands_on_a_real_memdev_are_counted() -> TestResult {
+    let node = require::device("/dev/cxl/mem0")?;
     let mut agent = Agent::start("vm-cxl", &[], 1 << 20).unwrap();
     let out = Command::new("cxl").args(["list", "-M"]).output().expect("cxl (ndctl) in the guest");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -122,19 +135,12 @@ fn cxl_mailbox_commands_on_a_real_memdev_are_counted() {
     assert_eq!(ours[0]["opcode"], "0x4000");
     assert_eq!(ours[1]["opcode"], "0x0400");
     assert!(ours.iter().all(|r| r["device"].as_str().unwrap() == major_minor(&node)));
+    Ok(())
 }
 
-#[test]
-fn lsm_and_tracepoint_paths_count_the_same_workload() {
-    let Some(_) = vm_device("lsm_and_tracepoint_paths_count_the_same_workload", "/dev/nvme0") else { return };
-    if !lsm_available(&agent_binary()) {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        eprintln!(
-            "skipping lsm_and_tracepoint_paths_count_the_same_workload: kernel {} lacks BPF LSM/fentry",
-            kernel.trim()
-        );
-        return;
-    }
+fn lsm_and_tracepoint_paths_count_the_same_workload() -> TestResult {
+    require::device("/dev/nvme0")?;
+    require::hook_set("lsm")?;
     let fwctl = StandIn::new().unwrap();
     let declared = [Declared { major_minor: fwctl.major_minor(), class: "fwctl", driver: "mlx5" }];
     let mut runs = Vec::new();
@@ -161,36 +167,19 @@ fn lsm_and_tracepoint_paths_count_the_same_workload() {
     }
     assert!(runs[0].values().sum::<u64>() >= 6);
     assert_eq!(runs[0], runs[1], "the LSM and tracepoint paths must count the same commands");
+    Ok(())
 }
 
-/// The shipped fleet baseline, embedded so the guest has it.
-const FLEET_BASELINE: &str = include_str!("../../policies/fleet-baseline.yaml");
-
-fn write_policy(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("fwctl-guard-vm-{name}-{}.yaml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn errno_of(ret: i64) -> i32 {
-    assert_eq!(ret, -1);
-    std::io::Error::last_os_error().raw_os_error().unwrap()
-}
-
-#[test]
-fn fleet_baseline_denies_destructive_commands_before_the_device_sees_them() {
-    let Some(ctrl) = vm_device("fleet_baseline_denies_destructive_commands", "/dev/nvme0") else { return };
-    if !lsm_available(&agent_binary()) {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        eprintln!(
-            "skipping fleet_baseline_denies_destructive_commands: kernel {} lacks BPF LSM",
-            kernel.trim()
-        );
-        return;
-    }
+/// The shipped fleet baseline in enforce mode, against nvme-cli and this process: Format,
+/// Sanitize and firmware commit refused with EPERM before the controller sees them, an
+/// mlx5 write at debug-write-full refused while queries pass; the metrics and the audit
+/// records name the baseline's rule that refused each.
+fn fleet_baseline_denies_destructive_commands_before_the_device_sees_them() -> TestResult {
+    let ctrl = require::device("/dev/nvme0")?;
+    require::deny_hook()?;
     let fwctl = StandIn::new().unwrap();
     let declared = [Declared { major_minor: fwctl.major_minor(), class: "fwctl", driver: "mlx5" }];
-    let policy = write_policy("fleet", FLEET_BASELINE);
+    let policy = policy_file("vm-fleet-baseline.yaml", FLEET_BASELINE);
     let mut agent =
         Agent::start_with("vm-fleet", &declared, 1 << 20, &["--policy", policy.to_str().unwrap()]).unwrap();
     assert_eq!(agent.scrape().unwrap().sum("fwctl_guard_enforcing", &[]), 1.0);
@@ -252,22 +241,29 @@ fn fleet_baseline_denies_destructive_commands_before_the_device_sees_them() {
         ) >= 1.0
     );
     agent.stop().unwrap();
+    // The audit record of each refused command names the baseline's rule that refused it.
+    let records = agent.audit_records().unwrap();
+    fn refused_by(r: &serde_json::Value) -> (Option<&str>, Option<&str>) {
+        (r["verdict"].as_str(), r["rule"].as_str())
+    }
+    for name in ["format-nvm", "sanitize", "firmware-commit"] {
+        let r = records
+            .iter()
+            .find(|r| r["opcode_name"] == name)
+            .unwrap_or_else(|| panic!("no {name} record in {records:#?}"));
+        assert_eq!(refused_by(r), (Some("deny"), Some("nvme-destructive")), "{r}");
+    }
+    let write = records.iter().find(|r| r["class"] == "fwctl" && r["verdict"] == "deny");
+    let write = write.unwrap_or_else(|| panic!("no denied fwctl record in {records:#?}"));
+    assert_eq!(refused_by(write), (Some("deny"), Some("fwctl-debug-write-full")), "{write}");
+    Ok(())
 }
 
-#[test]
-fn a_cxl_mailbox_command_denied_by_rule_fails_with_eperm() {
-    let Some(node) = vm_device("a_cxl_mailbox_command_denied_by_rule_fails_with_eperm", "/dev/cxl/mem0")
-    else {
-        return;
-    };
-    if !lsm_available(&agent_binary()) {
-        eprintln!(
-            "skipping a_cxl_mailbox_command_denied_by_rule_fails_with_eperm: no BPF LSM on this kernel"
-        );
-        return;
-    }
-    let policy = write_policy(
-        "cxl",
+fn a_cxl_mailbox_command_denied_by_rule_fails_with_eperm() -> TestResult {
+    let node = require::device("/dev/cxl/mem0")?;
+    require::deny_hook()?;
+    let policy = policy_file(
+        "vm-cxl-deny.yaml",
         "version: 1\nname: cxl-test\nmode: enforce\ndefault: allow\nrules:\n  - name: no-log-list\n    action: deny\n    match: {class: cxl-mem, opcode: get-supported-logs}\n",
     );
     let mut agent =
@@ -293,6 +289,7 @@ fn a_cxl_mailbox_command_denied_by_rule_fails_with_eperm() {
         scrape.text
     );
     agent.stop().unwrap();
+    Ok(())
 }
 
 /// `fwctl-guard devices --effects --json`, parsed.
@@ -321,12 +318,9 @@ fn nvme_cli_effects_log() -> Vec<u8> {
     out.stdout
 }
 
-#[test]
-fn devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare() {
-    let test = "devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare";
-    let (Some(_), Some(_)) = (vm_device(test, "/dev/nvme0"), vm_device(test, "/dev/cxl/mem0")) else {
-        return;
-    };
+fn devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare() -> TestResult {
+    require::device("/dev/nvme0")?;
+    require::device("/dev/cxl/mem0")?;
     let text = Command::new(agent_binary()).args(["devices", "--effects"]).output().unwrap();
     assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
     println!("--- fwctl-guard devices --effects\n{}", String::from_utf8_lossy(&text.stdout));
@@ -390,14 +384,12 @@ fn devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare() {
     let identify = effects_row(cel, "0x4000").unwrap();
     assert_eq!((identify["name"].as_str(), identify["supported"].as_bool()), (Some("identify"), Some(true)));
     assert!(cel.iter().filter(|r| r["supported"] == true).count() >= 5, "{cel:#?}");
+    Ok(())
 }
 
-#[test]
-fn the_agent_fills_the_effects_map_at_start_up_without_auditing_its_own_reads() {
-    let test = "the_agent_fills_the_effects_map_at_start_up_without_auditing_its_own_reads";
-    let (Some(_), Some(_)) = (vm_device(test, "/dev/nvme0"), vm_device(test, "/dev/cxl/mem0")) else {
-        return;
-    };
+fn the_agent_fills_the_effects_map_at_start_up_without_auditing_its_own_reads() -> TestResult {
+    require::device("/dev/nvme0")?;
+    require::device("/dev/cxl/mem0")?;
     let mut agent = Agent::start("vm-effects", &[], 1 << 20).unwrap();
     let scrape = agent.scrape().unwrap();
     let entries = |class| scrape.sum("fwctl_guard_device_effects_entries", &[("class", class)]);
@@ -419,6 +411,7 @@ fn the_agent_fills_the_effects_map_at_start_up_without_auditing_its_own_reads() 
     assert_eq!(scrape.sum("fwctl_guard_commands_total", &[]), 0.0, "{}", scrape.text);
     agent.stop().unwrap();
     assert!(agent.audit_records().unwrap().is_empty());
+    Ok(())
 }
 
 /// Puts a PCI function back (bus rescan) when the test ends, however it ends.
@@ -432,21 +425,12 @@ impl Drop for Replug {
 }
 
 /// Poll `condition` for up to 60 s (probing under TCG is slow).
-fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    false
+fn wait_for(condition: impl FnMut() -> bool) -> bool {
+    wait::until(Duration::from_secs(60), condition)
 }
 
-#[test]
-fn hot_unplug_and_replug_of_the_nvme_controller_follow_into_the_maps() {
-    let test = "hot_unplug_and_replug_of_the_nvme_controller_follow_into_the_maps";
-    let Some(_) = vm_device(test, "/dev/nvme0") else { return };
+fn hot_unplug_and_replug_of_the_nvme_controller_follow_into_the_maps() -> TestResult {
+    require::device("/dev/nvme0")?;
     let function = std::fs::canonicalize("/sys/class/nvme/nvme0/device").unwrap();
     let mut agent = Agent::start("vm-hotplug", &[], 1 << 20).unwrap();
     let admin_entries = |agent: &Agent| {
@@ -481,4 +465,5 @@ fn hot_unplug_and_replug_of_the_nvme_controller_follow_into_the_maps() {
     );
     assert_eq!(scrape.sum("fwctl_guard_effects_read_failures_total", &[]), 0.0, "{}", agent.output());
     agent.stop().unwrap();
+    Ok(())
 }

@@ -1,32 +1,51 @@
 //! Tests on real fwctl devices: they run inside the QEMU guest of `cargo xtask vm-test
 //! --kernel fwctl` (the fwctl test kernel, FWCTL + CXL_FEATURES, with the kernel's
 //! cxl_test mock, whose CXL memdevs each register `/dev/fwctl/fwctlN`), where the in-guest
-//! runner sets `FWCTL_GUARD_REQUIRE_VM=1`. On a machine without fwctl devices they print
-//! why they skip.
+//! runner sets `FWCTL_GUARD_REQUIRE_VM=1`. On a machine without fwctl devices they are
+//! reported as ignored.
+//!
+//! Order matters (tests run in name order): an allowed debug-write RPC taints the kernel
+//! for good, and `fwctl_rpcs_are_gated_...` must see it untainted, so it runs before
+//! `fwctl_toctou_...`, whose race may land one.
 
 use std::{
     fs::{File, OpenOptions},
     io,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
+    process::Command,
 };
 
-use fwctl_guard_tests::{ioctls::*, privilege::vm_device};
+use fwctl_guard_tests::{
+    agent::{agent_binary, Agent},
+    ioctls::*,
+    metrics::Scrape,
+    policies::policy_file,
+    require, tests,
+    trial::{Test, TestResult, Unmet},
+};
+
+pub const TESTS: &[Test] = tests![
+    fwctl_nodes_are_cxl_memdevs_with_the_fwctl_major,
+    fwctl_info_reports_cxl,
+    cxl_get_supported_features_over_fwctl_succeeds,
+    fwctl_rpcs_are_gated_counted_and_checked_against_the_kernel_copy,
+    fwctl_toctou_opcode_flip_is_detected_at_the_driver,
+];
 
 /// `enum fwctl_rpc_scope`: FWCTL_RPC_CONFIGURATION.
 const SCOPE_CONFIGURATION: u32 = 0;
 
-/// Every `/dev/fwctl/fwctlN`, by N; `None` after printing why the test skips (a failure
-/// under `FWCTL_GUARD_REQUIRE_VM=1`).
-fn fwctl_nodes(test: &str) -> Option<Vec<PathBuf>> {
-    vm_device(test, "/dev/fwctl/fwctl0")?;
+/// Every `/dev/fwctl/fwctlN`, by N (at least `fwctl0`, else the test cannot run here).
+fn fwctl_nodes() -> Result<Vec<PathBuf>, Unmet> {
+    require::device("/dev/fwctl/fwctl0")?;
     let mut nodes: Vec<(u32, PathBuf)> = std::fs::read_dir("/dev/fwctl")
         .expect("/dev/fwctl")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| Some((node_number(&p)?, p)))
         .collect();
     nodes.sort();
-    Some(nodes.into_iter().map(|(_, p)| p).collect())
+    Ok(nodes.into_iter().map(|(_, p)| p).collect())
 }
 
 /// `fwctl7` → 7.
@@ -109,9 +128,8 @@ fn supported_features(out: &[u8]) -> Vec<Feature> {
         .collect()
 }
 
-#[test]
-fn fwctl_nodes_are_cxl_memdevs_with_the_fwctl_major() {
-    let Some(nodes) = fwctl_nodes("fwctl_nodes_are_cxl_memdevs_with_the_fwctl_major") else { return };
+fn fwctl_nodes_are_cxl_memdevs_with_the_fwctl_major() -> TestResult {
+    let nodes = fwctl_nodes()?;
     let major = fwctl_major().expect("a major named fwctl in /proc/devices");
     println!("fwctl major {major}: {} nodes", nodes.len());
     for node in &nodes {
@@ -141,20 +159,20 @@ fn fwctl_nodes_are_cxl_memdevs_with_the_fwctl_major() {
             name
         );
     }
+    Ok(())
 }
 
-#[test]
-fn fwctl_info_reports_cxl() {
-    let Some(nodes) = fwctl_nodes("fwctl_info_reports_cxl") else { return };
+fn fwctl_info_reports_cxl() -> TestResult {
+    let nodes = fwctl_nodes()?;
     for node in &nodes {
         let kind = device_type(node).unwrap_or_else(|e| panic!("FWCTL_INFO on {}: {e}", node.display()));
         assert_eq!(kind, FWCTL_DEVICE_TYPE_CXL, "{}", node.display());
     }
+    Ok(())
 }
 
-#[test]
-fn cxl_get_supported_features_over_fwctl_succeeds() {
-    let Some(nodes) = fwctl_nodes("cxl_get_supported_features_over_fwctl_succeeds") else { return };
+fn cxl_get_supported_features_over_fwctl_succeeds() -> TestResult {
+    let nodes = fwctl_nodes()?;
     let file = open(&nodes[0]);
     let payload = cxl_get_supported_features(8 * CXL_FEAT_ENTRY_LEN as u32, 0);
     let mut out = vec![0u8; 4096];
@@ -173,17 +191,10 @@ fn cxl_get_supported_features_over_fwctl_succeeds() {
         );
     }
     assert!(!features.is_empty(), "the mock reports at least one feature");
+    Ok(())
 }
 
 // ---- The agent on real fwctl devices ------------------------------------------------
-
-use std::process::Command;
-
-use fwctl_guard_tests::{
-    agent::{agent_binary, Agent},
-    metrics::Scrape,
-    privilege::lsm_available,
-};
 
 /// `enum fwctl_rpc_scope`.
 const SCOPE_DEBUG_WRITE: u32 = 2;
@@ -245,12 +256,6 @@ fn fwctl_count(scrape: &Scrape, extra: &[(&str, &str)]) -> f64 {
     scrape.sum("fwctl_guard_commands_total", &labels)
 }
 
-fn write_policy(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("fwctl-guard-fwctl-{name}-{}.yaml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// One test, in this order, because the allowed debug-write taints the kernel for good:
 /// 1. a policy denying Set Feature at debug-write refuses it with EPERM before the kernel's
 ///    own path — the feature value is unchanged and TAINT_FWCTL stays clear;
@@ -262,19 +267,14 @@ fn write_policy(name: &str, text: &str) -> PathBuf {
 ///    fwctl, driver cxl, opcode, scope, result and latency; the taint metric goes to 1;
 /// 4. the kernel-copy probe on cxlctl_fw_rpc saw every RPC that reached the driver, each
 ///    matching what the LSM hook decided.
-#[test]
-fn fwctl_rpcs_are_gated_counted_and_checked_against_the_kernel_copy() {
-    let test = "fwctl_rpcs_are_gated_counted_and_checked_against_the_kernel_copy";
-    let Some(nodes) = fwctl_nodes(test) else { return };
-    if !lsm_available(&agent_binary()) {
-        eprintln!("skipping {test}: no BPF LSM on this kernel");
-        return;
-    }
+fn fwctl_rpcs_are_gated_counted_and_checked_against_the_kernel_copy() -> TestResult {
+    let nodes = fwctl_nodes()?;
+    require::deny_hook()?;
     assert!(!tainted_fwctl(), "the kernel is already tainted by fwctl: this test must run first");
     let node = &nodes[0];
     let file = open(node);
-    let policy = write_policy(
-        "gate",
+    let policy = policy_file(
+        "fwctl-gate.yaml",
         "version: 1\nname: fwctl-gate\nmode: enforce\ndefault: allow\nrules:\n  - name: no-debug-set-feature\n    action: deny\n    match: {class: fwctl, driver: cxl, opcode: set-feature, scope: debug-write}\n  - name: no-reset-effects-at-configuration\n    action: deny\n    match: {class: fwctl, scope: configuration, effects: [config-change-cold-reset]}\n",
     );
     let mut agent =
@@ -391,26 +391,22 @@ fn fwctl_rpcs_are_gated_counted_and_checked_against_the_kernel_copy() {
     assert_eq!((set["scope"].as_str(), set["ret"].as_i64()), (Some("debug-write"), Some(0)), "{set}");
     assert!(set["latency_ns"].as_u64().is_some_and(|l| l > 0), "{set}");
     assert_eq!(set["feature"], "ffffffff-ffff-ffff-ffff-ffffffffffff", "{set}");
+    Ok(())
 }
 
-/// The fwctl TOCTOU race (issue 7): a thread flips the CXL opcode in the RPC payload
+/// The fwctl TOCTOU race: a thread flips the CXL opcode in the RPC payload
 /// between Get Feature (allowed) and Set Feature (denied) while another sends it at
 /// debug-write scope. A Set Feature that slips past the LSM hook reaches cxlctl_fw_rpc with
 /// the kernel's copy of the payload, where the probe must see the difference; under
 /// `on_toctou: kill` the racing process dies. The mock's feature value is the independent
 /// witness: if it changed, a Set Feature landed, and it must have been detected.
-#[test]
-fn fwctl_toctou_opcode_flip_is_detected_at_the_driver() {
-    let test = "fwctl_toctou_opcode_flip_is_detected_at_the_driver";
-    let Some(nodes) = fwctl_nodes(test) else { return };
-    if !lsm_available(&agent_binary()) {
-        eprintln!("skipping {test}: no BPF LSM on this kernel");
-        return;
-    }
+fn fwctl_toctou_opcode_flip_is_detected_at_the_driver() -> TestResult {
+    let nodes = fwctl_nodes()?;
+    require::deny_hook()?;
     const TRIES: u32 = 20_000;
     let file = open(&nodes[0]);
-    let policy = write_policy(
-        "race",
+    let policy = policy_file(
+        "fwctl-race.yaml",
         "version: 1\nname: fwctl-race\nmode: enforce\ndefault: allow\non_toctou: kill\nrules:\n  - name: no-set-feature\n    action: deny\n    match: {class: fwctl, driver: cxl, opcode: set-feature}\n",
     );
     let agent =
@@ -446,7 +442,7 @@ fn fwctl_toctou_opcode_flip_is_detected_at_the_driver() {
     );
     if changed == 0.0 && !landed {
         println!("race not won in {TRIES} tries: nothing to detect");
-        return;
+        return Ok(());
     }
     assert!(
         detected >= 1.0 && changed >= 1.0,
@@ -454,6 +450,7 @@ fn fwctl_toctou_opcode_flip_is_detected_at_the_driver() {
         scrape.text
     );
     assert!(killed, "on_toctou: kill did not kill the racer (status {status:#x})");
+    Ok(())
 }
 
 /// The racing child's body: send the payload while a thread flips its opcode.
