@@ -4,7 +4,7 @@
 //! kernel, built here, with the kernel's cxl_test mock providing real fwctl devices (issue 6).
 //!
 //! Steps: host packages ([`host`]), agent build, kernel fetch or build and cache
-//! ([`kernels`], [`fwctl_kernel`]), initramfs ([`initramfs`]), boot and result ([`qemu`]).
+//! ([`kernel`]: Debian's packages or the fwctl build, one cache), initramfs ([`initramfs`]), boot and result ([`qemu`]).
 //! What differs per kernel (modules, devices, machine layout, tests) is its [`bed`]. The
 //! guest's `vm/init.sh` mounts the kernel file systems, loads the modules, waits for the
 //! bed's devices, runs the tests and prints `FWCTL_GUARD_VM_RESULT=<code>`.
@@ -15,10 +15,9 @@
 
 mod apt;
 mod bed;
-mod fwctl_kernel;
 mod host;
 mod initramfs;
-mod kernels;
+mod kernel;
 mod qemu;
 
 use std::fs;
@@ -28,7 +27,7 @@ use anyhow::{bail, Result};
 
 use crate::{build, cmd, paths, setup};
 use bed::Bed;
-use kernels::Series;
+use kernel::Series;
 use qemu::Accel;
 
 /// Lines of console shown when a guest fails.
@@ -126,7 +125,7 @@ fn run_one(
 ) -> Result<Report> {
     let name = series.name();
     let t = Instant::now();
-    let kernel = kernels::ensure(series)?;
+    let kernel = kernel::ensure(series)?;
     let fetch = t.elapsed();
     let t = Instant::now();
     let work = paths::target_dir().join("vm").join(name);

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use super::bed::Bed;
-use super::kernels::Kernel;
+use super::kernel::Kernel;
 use crate::{cmd, paths, privilege};
 
 /// Client programs copied in with their libraries.
