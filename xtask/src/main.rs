@@ -4,6 +4,8 @@
 mod bench;
 mod build;
 mod cmd;
+#[cfg(test)]
+mod cycles;
 mod package;
 mod paths;
 mod privilege;
