@@ -12,6 +12,7 @@ mod privilege;
 mod run;
 mod setup;
 mod suite;
+mod tally;
 mod vm;
 
 use std::process::ExitCode;
