@@ -192,8 +192,10 @@ fn blank_non_code(source: &str) -> String {
                 i += 1;
             }
         } else if c == '\'' && (next == Some('\\') || chars.get(i + 2) == Some(&'\'')) {
-            // A char literal ('x', '\n', '\u{7b}'); a lifetime ('a) has no closing quote there.
-            let close = chars[i + 1..].iter().skip(1).position(|&ch| ch == '\'').map(|p| i + 2 + p);
+            // A char literal ('x', '\n', '\'', '\u{7b}'); a lifetime ('a) has no closing
+            // quote there. After a backslash the escaped character is skipped.
+            let from = if next == Some('\\') { i + 3 } else { i + 2 };
+            let close = chars.iter().skip(from).position(|&ch| ch == '\'').map(|p| from + p);
             let end = close.map_or(chars.len(), |p| p + 1);
             for &ch in &chars[i..end] {
                 blank(&mut out, ch);
@@ -589,6 +591,8 @@ const R: &str = r#"crate::b "quoted" crate::b"#;
 const B: &[u8] = b"crate::b";
 const C: char = '"';
 const D: char = '{';
+mod quoted { const Q: [char; 2] = ['\'','{']; }
+const U: char = '\u{7b}';
 fn f<'a>(x: &'a str) -> &'a str { x }
 mod inner { const E: char = '}'; }
 use super::c::Y;
