@@ -9,6 +9,9 @@
 #    when the kernel accepts it), then vm (stock kernels: real NVMe and CXL devices) or
 #    fwctl (fwctl kernel: real fwctl devices), attacks, fleet, capabilities. Here a missing
 #    privilege, device node or deny-capable hook fails a test; nothing may be ignored.
+# The LSM world the host booted this kernel in (FWCTL_GUARD_LSM_WORLD: bpf-active with the
+# kernel's default LSM list, bpf-inactive with Ubuntu's) must match the active LSM list,
+# and is exported to the tests.
 # Exit status 0 only when everything passed.
 
 . /etc/fwctl-guard-bed
@@ -18,6 +21,21 @@ ls -l /dev/nvme* /dev/cxl/* /dev/fwctl/* 2>/dev/null
 grep -E ' (nvme|nvme-generic|cxl|fwctl)$' /proc/devices
 echo "tainted: $(cat /proc/sys/kernel/tainted)"
 echo "module BTF: $(ls /sys/kernel/btf | grep -v '^vmlinux$' | tr '\n' ' ')"
+
+echo "--- LSM world"
+active_lsm=$(cat /sys/kernel/security/lsm)
+case ",$active_lsm," in
+    *,bpf,*) bpf_active=yes ;;
+    *) bpf_active=no ;;
+esac
+echo "world $FWCTL_GUARD_LSM_WORLD; active LSMs $active_lsm; bpf active: $bpf_active"
+case "$FWCTL_GUARD_LSM_WORLD:$bpf_active" in
+    bpf-active:yes | bpf-inactive:no) world_rc=0 ;;
+    *)
+        echo "LSM world $FWCTL_GUARD_LSM_WORLD does not match the active list $active_lsm"
+        world_rc=1
+        ;;
+esac
 
 echo "--- nvme id-ctrl /dev/nvme0 | head -5"
 nvme id-ctrl /dev/nvme0 > /tmp/id-ctrl.txt 2>&1
@@ -41,6 +59,7 @@ echo "--- /fwctl-guard probe"
 echo "fwctl-guard probe exit status: $?"
 
 export FWCTL_GUARD_BIN=/fwctl-guard FWCTL_GUARD_REQUIRE_PRIVILEGED=1 FWCTL_GUARD_REQUIRE_VM=1
+export FWCTL_GUARD_LSM_WORLD
 export RUST_BACKTRACE=1
 suite_rc=0
 for t in $FWCTL_GUARD_TESTS; do
@@ -51,4 +70,4 @@ for t in $FWCTL_GUARD_TESTS; do
     [ $rc -eq 0 ] || suite_rc=1
 done
 
-[ $nvme_rc -eq 0 ] && [ $cxl_rc -eq 0 ] && [ $suite_rc -eq 0 ]
+[ $world_rc -eq 0 ] && [ $nvme_rc -eq 0 ] && [ $cxl_rc -eq 0 ] && [ $suite_rc -eq 0 ]

@@ -2,7 +2,8 @@
 # PID 1 of the fwctl-guard test VM (cargo xtask vm-test packs this as /init).
 # Mounts the kernel file systems, loads the bed's modules in the order the host
 # computed (/lib/modules/fwctl-guard/load.order), waits for the bed's devices
-# (/etc/fwctl-guard-bed, written from xtask/src/vm/bed.rs), runs /guest-tests.sh and
+# (/etc/fwctl-guard-bed, written from xtask/src/vm/bed.rs, which also names the LSM
+# world the host booted this kernel in), runs /guest-tests.sh and
 # reports its exit status on the serial console as FWCTL_GUARD_VM_RESULT=<code>, which
 # the host reads. Then powers off.
 
@@ -24,7 +25,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 # Loopback for the agent's metrics endpoint (the tests scrape it with curl).
 ip link set lo up
 . /etc/fwctl-guard-bed
-echo "FWCTL_GUARD_VM_INIT: init started (bed: $FWCTL_GUARD_BED)"
+echo "FWCTL_GUARD_VM_INIT: init started (bed: $FWCTL_GUARD_BED, lsm world: $FWCTL_GUARD_LSM_WORLD)"
 
 modules=/lib/modules/fwctl-guard
 while read -r ko; do
@@ -49,6 +50,7 @@ echo "init: waited for $FWCTL_GUARD_DEVICES until $(cut -d' ' -f1 /proc/uptime) 
 
 echo "uname -r: $(uname -r)"
 echo "lsm: $(cat /sys/kernel/security/lsm)"
+echo "lsm world: $FWCTL_GUARD_LSM_WORLD"
 echo "===== /guest-tests.sh ====="
 sh /guest-tests.sh
 rc=$?

@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::io::{Read as _, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -34,6 +35,48 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = display(cmd);
     println!("$ {shown}");
     let status = cmd.status().with_context(|| format!("cannot start `{shown}`"))?;
+    check(status, shown)
+}
+
+/// Like [`run`], but with the command's stdout passed through as it arrives (so progress
+/// shows live) and also handed to `on_line` line by line (lossy UTF-8, line end dropped).
+pub fn run_tee(cmd: &mut Command, on_line: impl FnMut(&str)) -> Result<()> {
+    let shown = display(cmd);
+    println!("$ {shown}");
+    tee(cmd, shown, &mut std::io::stdout(), on_line)
+}
+
+/// [`run_tee`] with the output passed through to `out`.
+fn tee(cmd: &mut Command, shown: String, out: &mut impl Write, mut on_line: impl FnMut(&str)) -> Result<()> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("cannot start `{shown}`"))?;
+    let mut pipe = child.stdout.take().expect("stdout is piped");
+    let (mut chunk, mut line) = ([0u8; 8192], Vec::new());
+    loop {
+        let n = match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                child.kill().ok();
+                child.wait().ok();
+                return Err(e).with_context(|| format!("cannot read the output of `{shown}`"));
+            }
+        };
+        // Our own stdout going away (a closed pager) must not stop the command half-way.
+        out.write_all(&chunk[..n]).and_then(|()| out.flush()).ok();
+        for &byte in &chunk[..n] {
+            if byte == b'\n' {
+                on_line(String::from_utf8_lossy(&line).trim_end_matches('\r'));
+                line.clear();
+            } else {
+                line.push(byte);
+            }
+        }
+    }
+    if !line.is_empty() {
+        on_line(String::from_utf8_lossy(&line).trim_end_matches('\r'));
+    }
+    let status = child.wait().with_context(|| format!("cannot wait for `{shown}`"))?;
     check(status, shown)
 }
 
@@ -78,5 +121,27 @@ fn quote(word: &OsStr) -> String {
         s.into_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn tee_hands_over_every_line_and_the_exit_status() {
+        let (mut lines, mut out) = (Vec::new(), Vec::new());
+        tee(&mut sh("printf 'one\\ntwo\\r\\nlast'"), "sh".into(), &mut out, |l| lines.push(l.to_string()))
+            .unwrap();
+        assert_eq!(lines, ["one", "two", "last"]);
+        assert_eq!(out, b"one\ntwo\r\nlast");
+        let err = tee(&mut sh("echo out; exit 3"), "sh".into(), &mut Vec::new(), |_| {}).unwrap_err();
+        assert_eq!(err.downcast_ref::<Failed>().map(|f| f.code), Some(3));
     }
 }

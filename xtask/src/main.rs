@@ -4,12 +4,15 @@
 mod bench;
 mod build;
 mod cmd;
+#[cfg(test)]
+mod cycles;
 mod package;
 mod paths;
 mod privilege;
 mod run;
 mod setup;
 mod suite;
+mod tally;
 mod vm;
 
 use std::process::ExitCode;

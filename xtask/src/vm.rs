@@ -1,37 +1,45 @@
 //! `cargo xtask vm-test`: boots kernels in QEMU (TCG on the project's machines) and runs
-//! the in-guest test script `vm/guest-tests.sh` once per kernel: stock Debian kernels
-//! with an emulated NVMe controller and CXL type-3 device (issue 3), and the fwctl test
-//! kernel, built here, with the kernel's cxl_test mock providing real fwctl devices (issue 6).
+//! the in-guest test script `vm/guest-tests.sh` once per kernel and LSM world: stock
+//! Debian kernels with an emulated NVMe controller and CXL type-3 device, and the fwctl
+//! test kernel, built here, with the kernel's cxl_test mock providing real fwctl devices;
+//! each with its default LSM list (BPF LSM active) and/or Ubuntu's (BPF LSM not active).
 //!
 //! Steps: host packages ([`host`]), agent build, kernel fetch or build and cache
-//! ([`kernels`], [`fwctl_kernel`]), initramfs ([`initramfs`]), boot and result ([`qemu`]).
-//! What differs per kernel (modules, devices, machine layout, tests) is its [`bed`]. The
-//! guest's `vm/init.sh` mounts the kernel file systems, loads the modules, waits for the
-//! bed's devices, runs the tests and prints `FWCTL_GUARD_VM_RESULT=<code>`.
+//! ([`kernel`]: Debian's packages or the fwctl build, one cache), initramfs ([`initramfs`]),
+//! boot and result ([`qemu`]). What differs per kernel (modules, devices, machine layout,
+//! tests) is its [`bed`]; what differs per LSM configuration is its [`world`]. The guest's
+//! `vm/init.sh` mounts the kernel file systems, loads the modules, waits for the bed's
+//! devices, runs the tests and prints `FWCTL_GUARD_VM_RESULT=<code>`.
 //!
 //! Where things are: kernels in `~/.cache/fwctl-guard/vm/kernels/`, device backing files
-//! in `target/vm/disks/`, initramfs in `target/vm/<kernel>/`, serial console logs in
-//! `target/vm-logs/<kernel>.log`.
+//! in `target/vm/disks/`, initramfs in `target/vm/<kernel>-<world>/`, serial console logs in
+//! `target/vm-logs/<kernel>-<world>.log`.
 
 mod apt;
 mod bed;
-mod fwctl_kernel;
 mod host;
 mod initramfs;
-mod kernels;
+mod kernel;
 mod qemu;
+mod world;
 
 use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use crate::tally::{Counts, Tally};
 use crate::{build, cmd, paths, setup};
-use kernels::Series;
+use kernel::Series;
 use qemu::Accel;
+use world::{parse_worlds, World, Worlds};
 
 /// Lines of console shown when a guest fails.
 const TAIL_LINES: usize = 200;
+
+/// The LSM worlds `cargo xtask test` boots every kernel in (`default`, `ubuntu` or `both`).
+/// Only `default` while the agent cannot enforce without BPF LSM; `both` once it can.
+const SUITE_LSM_WORLDS: &str = "default";
 
 /// The kernels `--kernel` selects: one series of the matrix, or `all`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,10 +61,15 @@ pub struct Args {
     /// (built from Debian's 7.2 source on first use, ~25 min, then cached), or all four.
     #[arg(long, value_parser = parse_kernels, default_value = "7.2")]
     kernel: Kernels,
-    /// Keep the unpacked initramfs tree (target/vm/<kernel>/root) for inspection.
+    /// LSM world: `default` (the kernel's own LSM list, BPF LSM active), `ubuntu`
+    /// (`lsm=landlock,lockdown,yama,integrity,apparmor` appended: BPF LSM not active), or
+    /// `both` (each kernel boots once in each).
+    #[arg(long = "lsm", value_parser = parse_worlds, default_value = "default")]
+    worlds: Worlds,
+    /// Keep the unpacked initramfs tree (target/vm/<kernel>-<world>/root) for inspection.
     #[arg(long)]
     keep: bool,
-    /// Time limit per kernel boot, in seconds.
+    /// Time limit per boot, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
     /// QEMU accelerator: auto tries KVM only where the CPU can nest and falls back to TCG.
@@ -65,23 +78,62 @@ pub struct Args {
 }
 
 impl Args {
-    /// The options `cargo xtask test` uses: every kernel of the matrix, a wide time limit.
+    /// The options `cargo xtask test` uses: every kernel of the matrix in the
+    /// [`SUITE_LSM_WORLDS`], a wide time limit.
     pub fn for_suite() -> Self {
-        Self { kernel: Kernels(Series::ALL.to_vec()), keep: false, timeout: 600, accel: Accel::Auto }
+        Self {
+            kernel: Kernels(Series::ALL.to_vec()),
+            worlds: parse_worlds(SUITE_LSM_WORLDS).expect("SUITE_LSM_WORLDS is a valid --lsm value"),
+            keep: false,
+            timeout: 600,
+            accel: Accel::Auto,
+        }
     }
 }
 
-/// One kernel's result for the summary.
-struct Report {
+/// One boot: a kernel in an LSM world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Boot {
     series: Series,
+    world: World,
+}
+
+impl Boot {
+    /// `7.2-ubuntu`: the log's and the work folder's name.
+    fn name(self) -> String {
+        format!("{}-{}", self.series.name(), self.world.name())
+    }
+
+    /// `7.2 ubuntu`, for progress lines and summaries.
+    fn label(self) -> String {
+        format!("{} {}", self.series.name(), self.world.name())
+    }
+}
+
+/// One boot's result for the summary.
+struct Report {
+    boot: Boot,
     ok: bool,
+    counts: Counts,
+    /// Test executables the bed runs (each should print one closing line).
+    expected_runs: u64,
     line: String,
 }
 
 /// `cargo xtask vm-test`.
 pub fn vm_test(args: &Args) -> Result<()> {
+    vm_test_counted(args, &mut Vec::new())
+}
+
+/// `cargo xtask vm-test`, adding each boot's test counts to `tallies` (stage `VM <kernel>
+/// <world>`), also when a boot fails.
+pub fn vm_test_counted(args: &Args, tallies: &mut Vec<Tally>) -> Result<()> {
     let start = Instant::now();
     let series = args.kernel.0.clone();
+    let boots: Vec<Boot> = series
+        .iter()
+        .flat_map(|&series| args.worlds.0.iter().map(move |&world| Boot { series, world }))
+        .collect();
     setup::setup()?;
     host::ensure()?;
     let payload = initramfs::Payload { agent: build::build_agent(true)?, tests: build::test_executable()? };
@@ -94,47 +146,69 @@ pub fn vm_test(args: &Args) -> Result<()> {
     println!("vm: ready in {:.1?}; accelerator: {}", start.elapsed(), accel.name());
 
     let mut reports = Vec::new();
-    for s in series {
-        let report = match run_one(s, args, &payload, &disks, &mut accel) {
+    for boot in boots {
+        let report = match run_one(boot, args, &payload, &disks, &mut accel) {
             Ok(report) => report,
-            Err(err) => Report { series: s, ok: false, line: format!("error: {err:#}") },
+            Err(err) => Report {
+                boot,
+                ok: false,
+                counts: Counts::default(),
+                expected_runs: boot.series.bed().tests.len() as u64,
+                line: format!("error: {err:#}"),
+            },
         };
+        tallies.push(Tally { stage: format!("VM {}", boot.label()), counts: report.counts });
         reports.push(report);
     }
     println!("\nvm-test summary ({:.0?} in all):", start.elapsed());
     for r in &reports {
-        println!("  {:<5} {} {}", r.series.name(), if r.ok { "PASS" } else { "FAIL" }, r.line);
+        let missing = if r.counts.runs < r.expected_runs {
+            format!(" (only {} of {} test executables reported)", r.counts.runs, r.expected_runs)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<5} {:<7} {} {}{missing}; {}",
+            r.boot.series.name(),
+            r.boot.world.name(),
+            if r.ok { "PASS" } else { "FAIL" },
+            r.counts,
+            r.line
+        );
     }
-    let failed: Vec<&str> = reports.iter().filter(|r| !r.ok).map(|r| r.series.name()).collect();
+    let failed: Vec<String> = reports.iter().filter(|r| !r.ok).map(|r| r.boot.label()).collect();
     if !failed.is_empty() {
-        bail!("vm-test failed on kernel {}", failed.join(", "));
+        bail!("vm-test failed on {}", failed.join(", "));
     }
     Ok(())
 }
 
-/// Fetch, pack and boot one kernel.
+/// Fetch, pack and boot one kernel in one world.
 fn run_one(
-    series: Series,
+    boot: Boot,
     args: &Args,
     payload: &initramfs::Payload,
     disks: &qemu::Disks,
     accel: &mut Accel,
 ) -> Result<Report> {
-    let name = series.name();
+    let Boot { series, world } = boot;
+    let label = boot.label();
     let t = Instant::now();
-    let kernel = kernels::ensure(series)?;
+    let kernel = kernel::ensure(series)?;
     let fetch = t.elapsed();
     let t = Instant::now();
-    let work = paths::target_dir().join("vm").join(name);
+    let work = paths::target_dir().join("vm").join(boot.name());
     let bed = series.bed();
-    let initrd = initramfs::build(&kernel, bed, payload, &work)?;
+    let initrd = initramfs::build(&kernel, bed, world, payload, &work)?;
     let pack = t.elapsed();
-    let log = paths::target_dir().join("vm-logs").join(format!("{name}.log"));
+    let log = paths::target_dir().join("vm-logs").join(format!("{}.log", boot.name()));
     let timeout = Duration::from_secs(args.timeout);
+    let qemu_for =
+        |accel| qemu::command(&kernel.vmlinuz, &initrd, disks, bed.layout, accel, world.kernel_args());
 
     let mut outcome = None;
     if *accel == Accel::Auto {
-        let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, bed.layout, Accel::Kvm);
+        let cmd = qemu_for(Accel::Kvm);
         println!("$ {}", cmd::display(&cmd));
         let out = qemu::boot(cmd, &log, timeout, Some(qemu::KVM_INIT_DEADLINE))?;
         if out.init_seen {
@@ -147,7 +221,7 @@ fn run_one(
     let outcome = match outcome {
         Some(out) => out,
         None => {
-            let cmd = qemu::command(&kernel.vmlinuz, &initrd, disks, bed.layout, *accel);
+            let cmd = qemu_for(*accel);
             println!("$ {}", cmd::display(&cmd));
             qemu::boot(cmd, &log, timeout, None)?
         }
@@ -166,19 +240,20 @@ fn run_one(
     );
     let ok = outcome.result == Some(0);
     if ok {
-        println!("vm: kernel {name}: guest output:");
+        println!("vm: {label}: guest output:");
         for line in guest_section(&outcome.lines) {
             println!("  | {line}");
         }
     } else {
         let from = outcome.lines.len().saturating_sub(TAIL_LINES);
-        println!("vm: kernel {name} FAILED ({}); last {} console lines:", why(&outcome), TAIL_LINES);
+        println!("vm: {label} FAILED ({}); last {} console lines:", why(&outcome), TAIL_LINES);
         for line in &outcome.lines[from..] {
             println!("  | {line}");
         }
     }
-    println!("vm: kernel {name}: {times}");
-    Ok(Report { series, ok, line: times })
+    let counts = Counts::from_lines(guest_section(&outcome.lines).iter().map(String::as_str));
+    println!("vm: {label}: {counts}; {times}");
+    Ok(Report { boot, ok, counts, expected_runs: bed.tests.len() as u64, line: times })
 }
 
 /// The console from init's start mark to the result line.
@@ -208,6 +283,29 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: Args,
+    }
+
+    #[test]
+    fn lsm_choices() {
+        let parse = |a: &[&str]| Cli::try_parse_from([&["vm-test"], a].concat()).map(|c| c.args.worlds.0);
+        assert_eq!(parse(&[]).unwrap(), vec![World::Default]);
+        assert_eq!(parse(&["--lsm", "ubuntu"]).unwrap(), vec![World::Ubuntu]);
+        assert_eq!(parse(&["--lsm", "both"]).unwrap(), World::ALL.to_vec());
+        assert!(parse(&["--lsm", "smack"]).is_err());
+    }
+
+    #[test]
+    fn the_suite_boots_every_kernel_in_its_worlds() {
+        let args = Args::for_suite();
+        assert_eq!(args.kernel.0, Series::ALL.to_vec());
+        assert_eq!(args.worlds, parse_worlds(SUITE_LSM_WORLDS).unwrap());
+    }
+
+    #[test]
+    fn boots_are_named_by_kernel_and_world() {
+        let boot = Boot { series: Series::V7_2, world: World::Ubuntu };
+        assert_eq!(boot.name(), "7.2-ubuntu");
+        assert_eq!(boot.label(), "7.2 ubuntu");
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! fwctl test kernel is here, as data; the rest of `vm` reads it. Every guest gets the one
 //! integration-test executable (`/tests/integration`) and runs the suites its bed lists.
 //!
-//! The guest learns its bed from `/etc/fwctl-guard-bed` (shell variables, written by
-//! [`Bed::guest_file`]), which `vm/init.sh` and `vm/guest-tests.sh` source.
+//! The guest learns its bed (and the LSM [`World`] it was booted in) from
+//! `/etc/fwctl-guard-bed` (shell variables, written by [`Bed::guest_file`]), which
+//! `vm/init.sh` and `vm/guest-tests.sh` source.
 
 use std::time::Duration;
+
+use super::world::World;
 
 /// How QEMU lays out the guest machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,18 +98,21 @@ pub const FWCTL: Bed = Bed {
 };
 
 impl Bed {
-    /// `/etc/fwctl-guard-bed`: sourced by `vm/init.sh` and `vm/guest-tests.sh`.
-    pub fn guest_file(&self) -> String {
+    /// `/etc/fwctl-guard-bed` for a boot in `world`: sourced by `vm/init.sh` and
+    /// `vm/guest-tests.sh`.
+    pub fn guest_file(&self, world: World) -> String {
         format!(
             "# Written by cargo xtask vm-test (xtask/src/vm/bed.rs).\n\
              FWCTL_GUARD_BED={}\n\
              FWCTL_GUARD_DEVICES=\"{}\"\n\
              FWCTL_GUARD_DEVICE_WAIT={}\n\
-             FWCTL_GUARD_TESTS=\"{}\"\n",
+             FWCTL_GUARD_TESTS=\"{}\"\n\
+             FWCTL_GUARD_LSM_WORLD={}\n",
             self.name,
             self.devices.join(" "),
             self.device_wait.as_secs(),
             self.tests.join(" "),
+            world.guest_name(),
         )
     }
 }
@@ -117,13 +123,15 @@ mod tests {
 
     #[test]
     fn guest_file_is_shell() {
-        let text = FWCTL.guest_file();
+        let text = FWCTL.guest_file(World::Ubuntu);
         assert!(text.contains("FWCTL_GUARD_BED=fwctl\n"), "{text}");
         assert!(text.contains("FWCTL_GUARD_DEVICES=\"/dev/nvme0 /dev/fwctl/fwctl0\"\n"), "{text}");
         assert!(
             text.contains("FWCTL_GUARD_TESTS=\"host policy fwctl attacks fleet capabilities\"\n"),
             "{text}"
         );
+        assert!(text.contains("FWCTL_GUARD_LSM_WORLD=bpf-inactive\n"), "{text}");
+        assert!(STOCK.guest_file(World::Default).contains("FWCTL_GUARD_LSM_WORLD=bpf-active\n"));
     }
 
     #[test]

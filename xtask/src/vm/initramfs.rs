@@ -1,8 +1,9 @@
-//! The guest's initramfs (cpio newc, gzip), one per kernel, built from scratch on every
-//! run into `target/vm/<series>/` (a second or two), from the kernel's [`Bed`]:
+//! The guest's initramfs (cpio newc, gzip), one per kernel and LSM world, built from scratch
+//! on every run into `target/vm/<series>-<world>/` (a second or two), from the kernel's [`Bed`]:
 //!
 //! - `/init` = `vm/init.sh`, `/guest-tests.sh` = `vm/guest-tests.sh`, `/fwctl-guard` = the agent;
-//! - `/etc/fwctl-guard-bed`: the bed's name, the devices init waits for, the tests to run;
+//! - `/etc/fwctl-guard-bed`: the bed's name, the devices init waits for, the suites to run,
+//!   the LSM world;
 //! - `/tests/integration`: the integration-test executable (the bed lists which suites run);
 //! - busybox-static at `/bin/busybox` with a symlink per applet;
 //! - the real clients `nvme` (nvme-cli) and `cxl` (ndctl) at their host paths, with every
@@ -20,7 +21,8 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use super::bed::Bed;
-use super::kernels::Kernel;
+use super::kernel::Kernel;
+use super::world::World;
 use crate::{cmd, paths, privilege};
 
 /// Client programs copied in with their libraries.
@@ -36,9 +38,9 @@ pub struct Payload {
     pub tests: PathBuf,
 }
 
-/// Builds `<out>/initramfs.cpio.gz` for `kernel` and its `bed` with the payload inside;
-/// returns its path.
-pub fn build(kernel: &Kernel, bed: &Bed, payload: &Payload, out: &Path) -> Result<PathBuf> {
+/// Builds `<out>/initramfs.cpio.gz` for `kernel`, its `bed` and the LSM `world` with the
+/// payload inside; returns its path.
+pub fn build(kernel: &Kernel, bed: &Bed, world: World, payload: &Payload, out: &Path) -> Result<PathBuf> {
     let agent = payload.agent.as_path();
     let root = out.join("root");
     if root.exists() {
@@ -64,7 +66,7 @@ pub fn build(kernel: &Kernel, bed: &Bed, payload: &Payload, out: &Path) -> Resul
     install(&vm.join("init.sh"), &root.join("init"))?;
     install(&vm.join("guest-tests.sh"), &root.join("guest-tests.sh"))?;
     install(agent, &root.join("fwctl-guard"))?;
-    fs::write(root.join("etc/fwctl-guard-bed"), bed.guest_file())?;
+    fs::write(root.join("etc/fwctl-guard-bed"), bed.guest_file(world))?;
 
     install(&payload.tests, &root.join("tests/integration"))?;
     let mut elves = vec![agent.to_path_buf(), payload.tests.clone()];

@@ -92,8 +92,16 @@ pub fn disks() -> Result<Disks> {
     Ok(disks)
 }
 
-/// The full QEMU command for one boot (`accel` is `tcg` or `kvm`).
-pub fn command(vmlinuz: &Path, initrd: &Path, disks: &Disks, layout: Layout, accel: Accel) -> Command {
+/// The full QEMU command for one boot (`accel` is `tcg` or `kvm`); `kernel_args` are
+/// appended to the kernel command line.
+pub fn command(
+    vmlinuz: &Path,
+    initrd: &Path,
+    disks: &Disks,
+    layout: Layout,
+    accel: Accel,
+    kernel_args: Option<&str>,
+) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-accel", accel.name(), "-m", "2G"]);
     match layout {
@@ -105,7 +113,12 @@ pub fn command(vmlinuz: &Path, initrd: &Path, disks: &Disks, layout: Layout, acc
     // No NIC: the guest needs no network, and its option ROM costs boot time.
     c.args(["-nographic", "-no-reboot", "-nic", "none"]);
     c.arg("-kernel").arg(vmlinuz).arg("-initrd").arg(initrd);
-    c.args(["-append", "console=ttyS0 panic=-1 oops=panic quiet"]);
+    let mut append = String::from("console=ttyS0 panic=-1 oops=panic quiet");
+    if let Some(args) = kernel_args {
+        append.push(' ');
+        append.push_str(args);
+    }
+    c.arg("-append").arg(append);
     // snapshot=on: writes (the attack suite formats the namespace) go to a throw-away
     // overlay, so the cached image stays pristine and concurrent runs do not fight over
     // its write lock.

@@ -1,24 +1,21 @@
-//! The fwctl test kernel (`--kernel fwctl`, issue 6): no Debian kernel enables fwctl, so
+//! The fwctl test kernel's source (`--kernel fwctl`): no Debian kernel enables fwctl, so
 //! this one is built from Debian's own source package, [`SOURCE_PACKAGE`] at the pinned
 //! [`SOURCE_VERSION`] (sid), with `vm/fwctl-kernel/config.fragment` (FWCTL, CXL_FEATURES,
 //! BPF LSM, BTF, …) and the kernel's `tools/testing/cxl` mock (cxl_test), whose memdevs
 //! register real fwctl devices. `vm/fwctl-kernel/cxl-test-type2.patch` fixes the mock's
 //! build in that source.
 //!
-//! Steps (a cold build is about 25 minutes on 2 cores): `apt-get download` + `dpkg -x` +
+//! Steps (a cold build is about 21–25 minutes on 2 cores): `apt-get download` + `dpkg -x` +
 //! untar; the patch; `make x86_64_defconfig`, `merge_config.sh` with the fragment,
 //! `make olddefconfig`, then a check that every option of the fragment survived;
 //! `make bzImage modules`, `make M=tools/testing/cxl modules`; both `modules_install`s
 //! (debug info stripped, BTF kept; the mock's modules land in `updates/`, which depmod
-//! prefers over the regular CXL modules); `depmod`.
+//! prefers over the regular CXL modules); `depmod`. The source tree is deleted after a
+//! successful build; the cache entry keeps `root/` (vmlinuz, config, modules) and `build.log`.
 //!
-//! Cache: `~/.cache/fwctl-guard/vm/kernels/fwctl-<key>/`, key = hash of (build recipe,
-//! source version, fragment bytes, patch bytes). It keeps `root/` (vmlinuz, config and the
-//! installed modules), `build.log`, and the stamp `release` (`uname -r`), written last:
-//! with the stamp present nothing else runs (no apt, no make); without it the folder is
-//! an interrupted build and is built again from scratch. The source tree is deleted after
-//! a successful build. Delete the folder to force a rebuild. A lock file next to it
-//! (`fwctl-<key>.lock`) keeps two runs from building the same key at once.
+//! Cache entry name: `fwctl-<key>`, key = hash of (build recipe, source version, fragment
+//! bytes, patch bytes), so editing the fragment or the patch builds again. The cache itself
+//! (stamp, lock, interrupted builds) is `cache`'s; this module only builds into a fresh folder.
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -28,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::apt::{self, Found};
-use super::host;
-use super::kernels::{self, Kernel};
+use super::cache::minutes;
+use crate::vm::apt::{self, Found};
+use crate::vm::host;
 use crate::{cmd, paths};
 
 /// Debian's kernel source package and the version the fragment and patch were made for.
@@ -52,46 +49,34 @@ const HEARTBEAT: Duration = Duration::from_secs(60);
 /// Lines of a failed step's log shown.
 const TAIL_LINES: usize = 60;
 
-/// The cached fwctl test kernel, building it first when absent.
-pub fn ensure() -> Result<Kernel> {
-    let root = paths::workspace_root();
-    let fragment = fs::read(root.join(FRAGMENT)).with_context(|| format!("cannot read {FRAGMENT}"))?;
-    let patch = fs::read(root.join(PATCH)).with_context(|| format!("cannot read {PATCH}"))?;
-    let key = cache_key(&fragment, &patch);
-    let dir = paths::cache_dir()?.join("vm/kernels").join(format!("fwctl-{key}"));
-    let stamp = dir.join("release");
-    if let Ok(release) = fs::read_to_string(&stamp) {
-        return kernels::locate(&dir.join("root"), release.trim());
-    }
-    // One build per key at a time (another clone may be building it): wait for its lock,
-    // then use what it built.
-    fs::create_dir_all(dir.parent().expect("…/kernels"))?;
-    let lock_path = dir.with_extension("lock");
-    let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        println!(
-            "vm: kernel fwctl: another process is building it ({} is locked); waiting",
-            lock_path.display()
+/// What the build is made of: the repository's fragment and patch.
+pub struct Recipe {
+    fragment: PathBuf,
+    patch: PathBuf,
+    key: String,
+}
+
+impl Recipe {
+    /// Reads the fragment and the patch from the workspace.
+    pub fn from_repository() -> Result<Self> {
+        let root = paths::workspace_root();
+        let (fragment, patch) = (root.join(FRAGMENT), root.join(PATCH));
+        let key = cache_key(
+            &fs::read(&fragment).with_context(|| format!("cannot read {FRAGMENT}"))?,
+            &fs::read(&patch).with_context(|| format!("cannot read {PATCH}"))?,
         );
-        lock.lock()?;
+        Ok(Self { fragment, patch, key })
     }
-    if let Ok(release) = fs::read_to_string(&stamp) {
-        return kernels::locate(&dir.join("root"), release.trim());
+
+    /// The cache entry's name, `fwctl-<key>`.
+    pub fn cache_name(&self) -> String {
+        format!("fwctl-{}", self.key)
     }
-    if dir.exists() {
-        println!("vm: kernel fwctl: {} holds an unfinished build; starting over", dir.display());
-        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+
+    /// Builds into the empty folder `dir`; returns the release.
+    pub fn build(&self, dir: &Path) -> Result<String> {
+        build(dir, &self.fragment, &self.patch)
     }
-    fs::create_dir_all(&dir)?;
-    let start = Instant::now();
-    let release = build(&dir, &root.join(FRAGMENT), &root.join(PATCH))?;
-    fs::write(&stamp, format!("{release}\n"))?;
-    println!(
-        "vm: kernel fwctl: built {release} in {} (cached in {})",
-        minutes(start.elapsed()),
-        dir.display()
-    );
-    kernels::locate(&dir.join("root"), &release)
 }
 
 /// FNV-1a (64 bit) over the recipe, the source version and the two files, each
@@ -191,7 +176,7 @@ fn download(dir: &Path) -> Result<PathBuf> {
         bail!(
             "Debian {SUITE} no longer offers {SOURCE_PACKAGE} {SOURCE_VERSION}, the version the fwctl test \
              kernel is pinned to (it offers: {}). To move on: set SOURCE_VERSION in \
-             xtask/src/vm/fwctl_kernel.rs to an offered version, then run `cargo xtask vm-test --kernel fwctl` \
+             xtask/src/vm/kernel/fwctl.rs to an offered version, then run `cargo xtask vm-test --kernel fwctl` \
              and check that {PATCH} still applies (or is no longer needed) and that every option of \
              {FRAGMENT} survives the new source's Kconfig",
             if versions.is_empty() { "none".to_string() } else { versions.join(", ") }
@@ -330,19 +315,16 @@ fn tail(path: &Path, n: usize) -> Result<Vec<String>> {
     Ok(lines[lines.len().saturating_sub(n)..].to_vec())
 }
 
-/// `12m05s` (or `40.2s` under a minute).
-fn minutes(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs < 60 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key of fixed inputs, as computed since the fwctl kernel was first cached: a
+    /// change here makes every existing cache a miss (a 21-minute rebuild).
+    #[test]
+    fn key_is_stable() {
+        assert_eq!(cache_key(b"CONFIG_FWCTL=y\n", b"patch"), "c12030e9b4d8bc23");
+    }
 
     #[test]
     fn key_depends_on_every_input() {
