@@ -28,7 +28,6 @@ use crate::paths;
 /// The crates checked, by folder under the workspace root.
 const CRATES: &[&str] = &["xtask", "fwctl-common", "fwctl-user", "fwctl-ebpf"];
 
-
 /// Where a reference was seen: file (relative to the crate) and line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Site {
