@@ -20,10 +20,14 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/fwctl-guard";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookMode {
-    /// The best set that attaches: BPF LSM, else the syscall tracepoints.
+    /// The best set that attaches and proves to run: BPF LSM where `bpf` is an active
+    /// LSM, else the trampoline set, else the syscall tracepoints.
     Auto,
-    /// BPF LSM (`lsm/file_ioctl`, ...); fail if the kernel refuses it.
+    /// BPF LSM (`lsm/file_ioctl`, ...); fail if it does not attach and run.
     Lsm,
+    /// fmod_ret on the `security_*` functions (deny without an active BPF LSM); fail if
+    /// it does not attach and run.
+    Trampoline,
     /// `syscalls:sys_enter_ioctl` / `sys_exit_ioctl` (observe only).
     Tracepoint,
 }
@@ -34,6 +38,7 @@ impl HookMode {
         match self {
             HookMode::Auto => None,
             HookMode::Lsm => Some("lsm"),
+            HookMode::Trampoline => Some("trampoline"),
             HookMode::Tracepoint => Some("tracepoint"),
         }
     }

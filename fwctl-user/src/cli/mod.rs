@@ -38,8 +38,8 @@ enum Command {
         /// (same as a `devices:` entry in the configuration; repeatable).
         #[arg(long = "device", value_name = "PATH=CLASS[:DRIVER]")]
         devices: Vec<String>,
-        /// Kernel hooks: auto (LSM when the kernel accepts it, else syscall tracepoints),
-        /// lsm, tracepoint. Overrides `hook` in the configuration.
+        /// Kernel hooks: auto (the best set that attaches and proves to run: lsm, then
+        /// trampoline, then tracepoint), or one of them. Overrides `hook` in the configuration.
         #[arg(long, value_enum)]
         hook: Option<HookMode>,
         /// Policy file; overrides `policy` in the configuration.

@@ -1,9 +1,14 @@
-//! `fwctl-guard probe [--json]`: what this kernel lets fwctl-guard do, found by trying it
-//! (loading and attaching the object's capability programs), what that means for each
-//! hook set, and which passthrough devices exist. `--json` has stable keys, for scripts
-//! and the tests.
+//! `fwctl-guard probe [--json]`: what this kernel lets fwctl-guard do, found by trying it:
+//! which program types load and attach (the object's capability programs), and for each
+//! hook set whether it attaches *and runs* (the set is attached under a temporary pin
+//! root and the agent's self-test sends its canaries through it, then it is removed);
+//! and which passthrough devices exist. `--json` has stable keys, for scripts and the
+//! tests.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Result;
 use fwctl_common::{
@@ -13,7 +18,17 @@ use fwctl_common::{
 use serde::Serialize;
 
 use super::devices::{device_lines, DeviceReport};
-use crate::{devices::inventory, kernel::capabilities};
+use crate::{
+    devices::inventory,
+    kernel::{
+        attach::{self, Inputs, Trial},
+        capabilities,
+        layout::Layout,
+        object::EBPF_OBJECT,
+        pins::{self, PinRoot},
+        selftest::{self, CanaryNode, SelfTest},
+    },
+};
 
 /// The whole report (`--json`).
 #[derive(Debug, Serialize)]
@@ -46,9 +61,9 @@ pub struct TypeCheck {
     pub error: Option<String>,
 }
 
-/// A hook set's status: `accepted` (its program types load and attach), `refused` (the
-/// kernel's words in `detail`), or `attaches-but-does-not-fire` (it loads, but the kernel
-/// never calls it: BPF LSM compiled in but not an active LSM).
+/// A hook set's status: `accepted` (it attaches and the self-test saw every program run),
+/// `refused` (the kernel's words in `detail`), or `attaches-but-does-not-fire` (it
+/// attaches, but the kernel never calls it: BPF LSM compiled in but not an active LSM).
 #[derive(Debug, Serialize)]
 pub struct HookSetReport {
     pub name: &'static str,
@@ -81,9 +96,73 @@ pub const SILENT: &str = "attaches-but-does-not-fire";
 fn needed_types(set: &HookSet) -> &'static [&'static str] {
     match set.id {
         hook_set::id::LSM => &["lsm", "fentry"],
+        hook_set::id::TRAMPOLINE => &["fentry"],
         _ => &["tracepoint"],
     }
 }
+
+/// Every hook set, tried for real under a temporary pin root; where that cannot be done
+/// (no bpffs, no BTF), judged from the program-type checks, saying so.
+fn hook_sets(types: &BTreeMap<&'static str, TypeCheck>, bpf_active: bool) -> Vec<HookSetReport> {
+    match try_every_set() {
+        Ok(reports) => reports,
+        Err(e) => hook_set::ALL
+            .iter()
+            .map(|set| {
+                let mut report = status_of(set, types, bpf_active);
+                report.detail = Some(format!(
+                    "{} (not attached for real: {e:#})",
+                    report.detail.as_deref().unwrap_or("its program types load")
+                ));
+                report
+            })
+            .collect(),
+    }
+}
+
+/// Attach each hook set in turn under a temporary pin root and run the self-test.
+fn try_every_set() -> anyhow::Result<Vec<HookSetReport>> {
+    let layout = Layout::of_running_kernel()?;
+    let root_path = PathBuf::from(format!("/sys/fs/bpf/fwctl-guard-probe-{}", std::process::id()));
+    let root = PinRoot::lock(&root_path)?;
+    let selftest =
+        SelfTest::new(CanaryNode::open()?, selftest::uring_node(&inventory::scan_sysfs(Path::new("/sys"))));
+    let build = pins::build_id(EBPF_OBJECT, &layout.offsets, PROBE_RING_BYTES);
+    let entries = [selftest.watch_entry()];
+    let inputs = Inputs {
+        layout: &layout,
+        ring_buffer_bytes: PROBE_RING_BYTES,
+        entries: &entries,
+        root: &root,
+        build: &build,
+        selftest: &selftest,
+        agent: pins::Agent::current()?,
+    };
+    let mut reports = Vec::new();
+    for set in hook_set::ALL {
+        let (status, detail) = match attach::try_set(set, &inputs)? {
+            Trial::Runs(attached) => {
+                let proven = attached.proof.proofs.iter().filter(|p| p.proven()).count();
+                attached.pins.remove()?;
+                (ACCEPTED, Some(format!("{proven} program(s) proven to run by canary")))
+            }
+            Trial::Silent(proof) => (SILENT, Some(proof.failures().join("; "))),
+            Trial::Refused(e) => (REFUSED, Some(format!("{e:#}"))),
+        };
+        reports.push(HookSetReport {
+            name: set.label,
+            title: set.title,
+            status,
+            can_deny: set.can_deny,
+            detail,
+        });
+    }
+    root.remove_all()?;
+    Ok(reports)
+}
+
+/// The probe's ring buffer: small, nothing is read from it.
+const PROBE_RING_BYTES: u32 = 4096;
 
 /// A hook set's status from the program-type checks and the active LSM list.
 fn status_of(set: &HookSet, types: &BTreeMap<&'static str, TypeCheck>, bpf_active: bool) -> HookSetReport {
@@ -118,8 +197,7 @@ pub fn report() -> ProbeReport {
         .into_iter()
         .map(|c| (c.name, TypeCheck { ok: c.result.is_ok(), error: c.result.err() }))
         .collect();
-    let hook_sets: Vec<HookSetReport> =
-        hook_set::ALL.iter().map(|set| status_of(set, &program_types, bpf_active)).collect();
+    let hook_sets = hook_sets(&program_types, bpf_active);
     let auto = hook_sets.iter().find(|s| s.status == ACCEPTED);
     let majors = inventory::major_entries(&inventory::parse_proc_devices(
         &std::fs::read_to_string("/proc/devices").unwrap_or_default(),

@@ -76,21 +76,12 @@ pub fn known_silent(set: &HookSet, active_lsms: Option<&str>) -> Option<String> 
 /// the self-test, saying why the better ones did not; a set named in `hook:` that does
 /// not pass is an error (its pins removed). The companions are attached beside the set.
 pub fn select(mode: HookMode, inputs: &Inputs) -> Result<Attached> {
-    let load = |pins: &PinSet| -> Result<Ebpf> {
-        let mut ebpf = object::load(&inputs.layout.offsets, inputs.ring_buffer_bytes, pins)?;
-        object::populate_devices(&mut ebpf, inputs.entries)?;
-        let mut meta = Array::try_from(ebpf.map_mut(map::META).context("map META missing")?)?;
-        // Complete only once every program is attached and pinned (the agent writes it).
-        let complete = pins.adoptable();
-        pins::write_meta(&mut meta, inputs.agent.into_meta(*inputs.build, complete))?;
-        Ok(ebpf)
-    };
     let sets = candidates(mode);
     let forced = mode.label().is_some();
     for &set in &sets {
         let mut pins = inputs.root.set(set.label, inputs.build);
         if pins.adoptable() {
-            let mut ebpf = load(&pins)?;
+            let mut ebpf = load(inputs, &pins)?;
             let programs = attach_all(&mut ebpf, set, &mut pins, inputs.layout)?;
             let proof = prove(&ebpf, inputs.selftest, set, &programs)?;
             if proof.all_proven() {
@@ -105,13 +96,15 @@ pub fn select(mode: HookMode, inputs: &Inputs) -> Result<Attached> {
     }
     let active_lsms = std::fs::read_to_string("/sys/kernel/security/lsm").ok();
     for (i, &set) in sets.iter().enumerate() {
-        let outcome = match known_silent(set, active_lsms.as_deref()).filter(|_| !forced) {
-            Some(why) => Err(anyhow::anyhow!("{why}")),
-            None => attach_and_prove(set, inputs, &load),
-        };
-        let e = match outcome {
-            Ok(attached) => return Ok(attached),
-            Err(e) => e,
+        let e = match known_silent(set, active_lsms.as_deref()).filter(|_| !forced) {
+            Some(why) => anyhow::anyhow!("{why}"),
+            None => match try_set(set, inputs)? {
+                Trial::Runs(attached) => return Ok(attached),
+                Trial::Silent(proof) => {
+                    anyhow::anyhow!("attached, but not proven to run: {}", proof.failures().join("; "))
+                }
+                Trial::Refused(e) => e,
+            },
         };
         let Some(next) = sets.get(i + 1) else {
             return Err(match mode.label() {
@@ -130,33 +123,52 @@ pub fn select(mode: HookMode, inputs: &Inputs) -> Result<Attached> {
     anyhow::bail!("no hook set to attach")
 }
 
-/// Attach `set` anew and prove it runs; on failure nothing of it stays pinned.
-fn attach_and_prove(
-    set: &'static HookSet,
-    inputs: &Inputs,
-    load: &dyn Fn(&PinSet) -> Result<Ebpf>,
-) -> Result<Attached> {
+/// What trying one hook set found.
+pub enum Trial {
+    /// Attached, pinned and proven to run.
+    Runs(Attached),
+    /// The kernel accepted it, but the self-test did not see it run (removed again).
+    Silent(Report),
+    /// The kernel refused it, in its own words (nothing stays pinned).
+    Refused(anyhow::Error),
+}
+
+/// Attach `set` anew and prove it runs; unless it runs, nothing of it stays pinned. An
+/// `Err` is a failure of the agent itself (pins that cannot be removed), not of the set.
+pub fn try_set(set: &'static HookSet, inputs: &Inputs) -> Result<Trial> {
     let mut pins = inputs.root.set(set.label, inputs.build);
     // An incomplete set of this build: an agent died while attaching it.
     pins::remove_pins(&pins.dir)?;
-    let mut ebpf = load(&pins)?;
-    let outcome = attach_all(&mut ebpf, set, &mut pins, inputs.layout)
-        .and_then(|programs| Ok((prove(&ebpf, inputs.selftest, set, &programs)?, programs)));
+    let outcome = load(inputs, &pins).and_then(|mut ebpf| {
+        let programs = attach_all(&mut ebpf, set, &mut pins, inputs.layout)?;
+        let proof = prove(&ebpf, inputs.selftest, set, &programs)?;
+        Ok((ebpf, programs, proof))
+    });
     match outcome {
-        Ok((proof, programs)) if proof.all_proven() => {
-            Ok(Attached { ebpf, set, programs, pins, adopted: false, proof })
+        Ok((ebpf, programs, proof)) if proof.all_proven() => {
+            Ok(Trial::Runs(Attached { ebpf, set, programs, pins, adopted: false, proof }))
         }
-        Ok((proof, _)) => {
+        Ok((ebpf, _, proof)) => {
             drop(ebpf);
             pins.remove()?;
-            Err(anyhow::anyhow!("attached, but not proven to run: {}", proof.failures().join("; ")))
+            Ok(Trial::Silent(proof))
         }
         Err(e) => {
-            drop(ebpf);
             pins.remove()?;
-            Err(e)
+            Ok(Trial::Refused(e))
         }
     }
+}
+
+/// Load the object for `pins`, fill the device map, and write the agent into its META.
+fn load(inputs: &Inputs, pins: &PinSet) -> Result<Ebpf> {
+    let mut ebpf = object::load(&inputs.layout.offsets, inputs.ring_buffer_bytes, pins)?;
+    object::populate_devices(&mut ebpf, inputs.entries)?;
+    let mut meta = Array::try_from(ebpf.map_mut(map::META).context("map META missing")?)?;
+    // Complete only once every program is attached and pinned (the agent writes it then).
+    let complete = pins.adoptable();
+    pins::write_meta(&mut meta, inputs.agent.into_meta(*inputs.build, complete))?;
+    Ok(ebpf)
 }
 
 /// The self-test of freshly attached (or adopted) programs, reading the object's own
@@ -351,7 +363,15 @@ mod tests {
     fn hook_modes_select_sets_from_the_table() {
         assert_eq!(candidates(HookMode::Auto).len(), hook_set::ALL.len());
         assert_eq!(candidates(HookMode::Lsm), [&hook_set::LSM]);
+        assert_eq!(candidates(HookMode::Trampoline), [&hook_set::TRAMPOLINE]);
         assert_eq!(candidates(HookMode::Tracepoint), [&hook_set::TRACEPOINT]);
+        // Every set can be named in `hook:`, and every name is a set.
+        use clap::ValueEnum as _;
+        let named: Vec<&str> = HookMode::value_variants().iter().filter_map(|m| m.label()).collect();
+        for set in hook_set::ALL {
+            assert!(named.contains(&set.label), "{} cannot be chosen", set.label);
+        }
+        assert!(named.iter().all(|l| hook_set::by_label(l).is_some()));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Commands go to a stand-in node declared as an NVMe controller (a tty: ENOTTY when a
 //! command reaches it, EPERM when the hook refused it).
 
+use fwctl_common::hook_set;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -50,12 +51,12 @@ fn deny_format_policy(name: &str) -> PathBuf {
 fn hook() -> Result<(bool, &'static str), Unmet> {
     let can_deny = require::can_deny()?;
     let probe = require::probe()?;
-    let link = match probe.auto.hook_set.as_deref() {
-        Some("lsm") => "fwctl_lsm_file_ioctl",
-        Some("tracepoint") => "fwctl_sys_enter_ioctl",
-        other => return Err(Unmet::Fail(format!("no pinned ioctl link known for hook set {other:?}"))),
-    };
-    Ok((can_deny, link))
+    // The set's program that sees ioctls first (its first one, by the hook-set table).
+    let set = probe.auto.hook_set.as_deref().and_then(hook_set::by_label);
+    match set.and_then(|s| s.programs.first()) {
+        Some(first) => Ok((can_deny, first.name)),
+        None => Err(Unmet::Fail(format!("no hook set known as {:?}", probe.auto.hook_set))),
+    }
 }
 
 /// The agent with policy `policy`, plus `--allow-audit-only` where this kernel cannot deny.
