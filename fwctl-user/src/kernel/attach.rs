@@ -99,7 +99,7 @@ pub fn select(mode: HookMode, inputs: &Inputs) -> Result<Attached> {
         let e = match known_silent(set, active_lsms.as_deref()).filter(|_| !forced) {
             Some(why) => anyhow::anyhow!("{why}"),
             None => match try_set(set, inputs)? {
-                Trial::Runs(attached) => return Ok(attached),
+                Trial::Runs(attached) => return Ok(*attached),
                 Trial::Silent(proof) => {
                     anyhow::anyhow!("attached, but not proven to run: {}", proof.failures().join("; "))
                 }
@@ -126,7 +126,7 @@ pub fn select(mode: HookMode, inputs: &Inputs) -> Result<Attached> {
 /// What trying one hook set found.
 pub enum Trial {
     /// Attached, pinned and proven to run.
-    Runs(Attached),
+    Runs(Box<Attached>),
     /// The kernel accepted it, but the self-test did not see it run (removed again).
     Silent(Report),
     /// The kernel refused it, in its own words (nothing stays pinned).
@@ -146,7 +146,7 @@ pub fn try_set(set: &'static HookSet, inputs: &Inputs) -> Result<Trial> {
     });
     match outcome {
         Ok((ebpf, programs, proof)) if proof.all_proven() => {
-            Ok(Trial::Runs(Attached { ebpf, set, programs, pins, adopted: false, proof }))
+            Ok(Trial::Runs(Box::new(Attached { ebpf, set, programs, pins, adopted: false, proof })))
         }
         Ok((ebpf, _, proof)) => {
             drop(ebpf);
