@@ -149,13 +149,8 @@ fn try_every_set() -> anyhow::Result<Vec<HookSetReport>> {
             Trial::Silent(proof) => (SILENT, Some(proof.failures().join("; "))),
             Trial::Refused(e) => (REFUSED, Some(format!("{e:#}"))),
         };
-        reports.push(HookSetReport {
-            name: set.label,
-            title: set.title,
-            status,
-            can_deny: set.can_deny,
-            detail,
-        });
+        let can_deny = set.can_deny && status == ACCEPTED;
+        reports.push(HookSetReport { name: set.label, title: set.title, status, can_deny, detail });
     }
     root.remove_all()?;
     Ok(reports)
@@ -184,7 +179,13 @@ fn status_of(set: &HookSet, types: &BTreeMap<&'static str, TypeCheck>, bpf_activ
     } else {
         (ACCEPTED, None)
     };
-    HookSetReport { name: set.label, title: set.title, status, can_deny: set.can_deny, detail }
+    HookSetReport {
+        name: set.label,
+        title: set.title,
+        status,
+        can_deny: set.can_deny && status == ACCEPTED,
+        detail,
+    }
 }
 
 /// Probe the kernel and list the devices.

@@ -8,6 +8,7 @@
 //! Runs in `cargo xtask vm-test` (BPF LSM, /dev/nvme0); on the host it is reported as
 //! ignored, with why.
 
+use fwctl_common::hook_set;
 use std::{fs, process::Command, time::Duration};
 
 use fwctl_guard_tests::{
@@ -23,14 +24,15 @@ const POLICY: &str = "version: 1\nname: caps\nmode: enforce\ndefault: allow\nrul
 - name: no-format\n    action: deny\n    match: {class: nvme-admin, opcode: format-nvm}\n  \
 - name: declared-destructive\n    action: deny\n    match: {class: nvme-admin, effects: data-change-immediate}\n";
 
-/// The agent with the LSM hook under exactly `caps` as its bounding set (uid 0, nothing
-/// inheritable: root's permitted and effective sets become the bounding set at exec),
-/// its policy named in its configuration; the error carries its output.
-fn start(name: &str, caps: &[String]) -> anyhow::Result<Agent> {
+/// The agent with the deny-capable hook set `hook` under exactly `caps` as its bounding
+/// set (uid 0, nothing inheritable: root's permitted and effective sets become the
+/// bounding set at exec), its policy named in its configuration; the error carries its
+/// output.
+fn start(name: &str, hook: &str, caps: &[String]) -> anyhow::Result<Agent> {
     Agent::builder(&format!("caps-{name}"))
         .policy_in_config(POLICY)
         .wrapped_in(unit::setpriv(caps))
-        .args(["--hook", "lsm"])
+        .args(["--hook", hook])
         .ready_within(Duration::from_secs(90))
         .start()
 }
@@ -59,11 +61,17 @@ fn cap_bit(name: &str) -> u64 {
 
 fn the_units_capability_set_is_enough_and_each_capability_is_needed() -> TestResult {
     require::device("/dev/nvme0")?;
-    require::hook_set("lsm")?;
+    require::deny_hook()?;
+    // The deny-capable set this kernel runs: BPF LSM, or the trampoline set where `bpf` is
+    // not an active LSM.
+    let probe = require::probe()?;
+    let hook = probe.auto.hook_set.as_deref().expect("a deny hook runs here");
+    let first_program = hook_set::by_label(hook).and_then(|s| s.programs.first()).unwrap().name;
+    let start = |name: &str, caps: &[String]| start(name, hook, caps);
     let caps = unit::capabilities(UNIT);
     assert_eq!(caps, ["bpf", "perfmon", "sys_admin"], "the set this test proves");
 
-    // Exactly the unit's set: LSM attached, effects read, Format NVM refused.
+    // Exactly the unit's set: the deny hook attached, effects read, Format NVM refused.
     let run = start("unit", &caps).unwrap_or_else(|e| panic!("with the unit's capabilities the agent {e:#}"));
     let scrape = run.scrape().unwrap();
     let pid = run.pid().unwrap();
@@ -71,7 +79,7 @@ fn the_units_capability_set_is_enough_and_each_capability_is_needed() -> TestRes
     assert_eq!(proc_caps(pid, "CapEff"), expected, "the agent runs with exactly the unit's set");
     assert_eq!(proc_caps(pid, "CapBnd"), expected);
     assert_eq!(scrape.sum("fwctl_guard_enforcing", &[]), 1.0, "{}", run.output());
-    assert_eq!(scrape.sum("fwctl_guard_program_attached", &[("program", "fwctl_lsm_file_ioctl")]), 1.0);
+    assert_eq!(scrape.sum("fwctl_guard_program_attached", &[("program", first_program)]), 1.0);
     assert!(
         scrape.sum("fwctl_guard_device_effects_entries", &[("class", "nvme-admin")]) > 0.0,
         "{}",

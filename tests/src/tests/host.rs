@@ -4,6 +4,7 @@
 //! (with curl) and the real audit log. Also `fwctl-guard probe` (text and JSON), the
 //! CLI's errors and the hook `hook: auto` picks. Runs on the host and in every VM guest.
 
+use fwctl_common::hook_set;
 use std::{
     collections::{BTreeMap, HashSet},
     os::fd::AsRawFd,
@@ -14,6 +15,7 @@ use std::{
 use fwctl_guard_tests::{
     agent::{agent_binary, remove_pins, test_pin_path, Agent, Declared},
     ioctls::*,
+    metrics::http_get,
     probe::{HookStatus, Probe},
     require,
     standin::StandIn,
@@ -203,8 +205,10 @@ fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() -> Tes
     // by the kernel (a task preempted inside it on PREEMPT kernels): then `unknown`, and the
     // skip is counted. Never more unknowns than skipped exit-hook runs.
     let unknown = scrape.sum("fwctl_guard_commands_total", &[("result", "unknown")]);
-    let exit_skips = scrape.sum("fwctl_guard_program_skipped_total", &[("program", "fwctl_sys_exit_ioctl")])
-        + scrape.sum("fwctl_guard_program_skipped_total", &[("program", "fwctl_fexit_sys_ioctl")]);
+    let exit_skips = ["fwctl_sys_exit_ioctl", "fwctl_fexit_sys_ioctl", "fwctl_fexit_sys_ioctl_checked"]
+        .iter()
+        .map(|p| scrape.sum("fwctl_guard_program_skipped_total", &[("program", p)]))
+        .sum::<f64>();
     assert_eq!(scrape.sum("fwctl_guard_commands_total", &[("result", "error")]) + unknown, total as f64);
     assert!(
         unknown <= exit_skips,
@@ -214,8 +218,9 @@ fn every_channel_is_counted_exactly_from_concurrent_threads_and_audited() -> Tes
     assert_eq!(scrape.sum("fwctl_guard_events_lost_total", &[]), 0.0);
     assert_eq!(scrape.sum("fwctl_guard_decode_errors_total", &[]), 0.0);
     assert_eq!(scrape.sum("fwctl_guard_kernel_errors_total", &[]), 0.0, "{}", scrape.text);
-    let lsm = scrape.sum("fwctl_guard_program_attached", &[("program", "fwctl_lsm_file_ioctl")]) == 1.0;
-    let hook = if lsm { "lsm" } else { "tracepoint" };
+    // The set the agent runs: the one whose first program is attached.
+    let attached = |p: &str| scrape.sum("fwctl_guard_program_attached", &[("program", p)]) == 1.0;
+    let hook = hook_set::ALL.iter().find(|s| attached(s.programs[0].name)).expect("a hook set").label;
 
     assert_eq!(agent.stop().unwrap(), 0, "clean shutdown:\n{}", agent.output());
     let records = agent.audit_records().unwrap();
@@ -523,26 +528,47 @@ fn nvme_cli_commands_are_counted_with_the_client_as_subject() -> TestResult {
     Ok(())
 }
 
+/// `hook: auto` runs the best set that attaches and proves to run: BPF LSM where `bpf` is
+/// an active LSM, the trampoline set where it is compiled in but not active (and then
+/// `hook: lsm` refuses to start: its programs would attach and never run), else the
+/// syscall tracepoints, saying why.
 fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() -> TestResult {
     require::bpf()?;
-    // The LSM hook set is the LSM programs and the fexit programs beside them.
-    let lsm_accepted = require::accepts("lsm")?;
+    let can_deny = require::can_deny()?;
+    let probe = require::probe()?;
     let nvme = StandIn::new().unwrap();
     let declared = [Declared { major_minor: nvme.major_minor(), class: "nvme", driver: "nvme" }];
-    if lsm_accepted {
-        // auto picks LSM: no syscall tracepoint, and commands are still counted with their result.
-        let mut agent = Agent::start("hook-auto-lsm", &declared, 1 << 20).unwrap();
+    if can_deny {
+        // auto picks a deny-capable set (LSM where bpf is active, else the trampoline set):
+        // no syscall tracepoint, and commands are still counted with their result.
+        let expected = if probe.lsm.bpf_active { "lsm" } else { "trampoline" };
+        assert_eq!(probe.auto.hook_set.as_deref(), Some(expected), "{}", probe.hook_summary());
+        let set = hook_set::by_label(expected).unwrap();
+        let mut agent = Agent::start("hook-auto-deny", &declared, 1 << 20).unwrap();
         let scrape = agent.scrape().unwrap();
-        assert_eq!(scrape.sum("fwctl_guard_program_attached", &[("program", "fwctl_lsm_file_ioctl")]), 1.0);
+        assert_eq!(scrape.sum("fwctl_guard_program_attached", &[("program", set.programs[0].name)]), 1.0);
         assert_eq!(scrape.sum("fwctl_guard_program_attached", &[("program", "fwctl_sys_enter_ioctl")]), 0.0);
+        for program in set.programs.iter().filter(|p| p.when == hook_set::When::Required) {
+            let verified = [("hook_set", expected), ("program", program.name)];
+            assert_eq!(scrape.sum("fwctl_guard_hook_verified", &verified), 1.0, "{}", scrape.text);
+        }
+        assert_eq!(http_get(&agent.addr, "/readyz").unwrap().0, 200);
         let p = nvme_passthru(0x06, 0, 1, false);
         ioctl(nvme.fd(), NVME_IOCTL_ADMIN_CMD, p.as_ptr() as u64);
         agent.wait_audit_events(1).unwrap();
         agent.stop().unwrap();
         let records = agent.audit_records().unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0]["hook"], "lsm");
+        assert_eq!(records.len(), 1, "only the command: the self-test's canaries are not audited");
+        assert_eq!(records[0]["hook"], expected);
         assert_eq!(records[0]["ret"].as_i64(), Some(-ENOTTY), "return value from fexit");
+        if !probe.lsm.bpf_active {
+            // BPF LSM would attach and never run: named in `hook:`, the agent refuses.
+            let (ok, err, pins) = run_forced("lsm");
+            assert!(!ok);
+            assert!(err.contains("hook: lsm was requested") && err.contains("not proven to run"), "{err}");
+            assert_eq!(std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0), 0, "{}", pins.display());
+            remove_pins(&pins);
+        }
     } else {
         // This kernel refuses BPF LSM: auto falls back and says why; lsm alone refuses to start.
         let agent = Agent::start("hook-auto-fallback", &declared, 1 << 20).unwrap();
@@ -556,25 +582,31 @@ fn hook_choice_lsm_when_the_kernel_accepts_it_else_a_reasoned_fallback() -> Test
             1.0
         );
         drop(agent);
-        let dir = std::env::temp_dir().join(format!("fwctl-guard-hook-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("config.yaml");
-        std::fs::write(&config, "metrics:\n  listen: 127.0.0.1:0\naudit:\n  path: \"-\"\n").unwrap();
-        let pins = test_pin_path("hook-lsm-refused");
-        let out = Command::new(agent_binary())
-            .args(["run", "--hook", "lsm", "--pin-path"])
-            .arg(&pins)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
+        let (ok, err, pins) = run_forced("lsm");
+        assert!(!ok);
         assert!(err.contains("hook: lsm was requested") && err.contains("file_ioctl"), "{err}");
         // The refused set left nothing pinned behind.
         assert_eq!(std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0), 0, "{}", pins.display());
         remove_pins(&pins);
-        std::fs::remove_dir_all(dir).unwrap();
     }
     Ok(())
+}
+
+/// `fwctl-guard run --hook HOOK` with a minimal configuration: whether it succeeded (it is
+/// expected to refuse and exit), its standard error, and its pin root.
+fn run_forced(hook: &str) -> (bool, String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("fwctl-guard-hook-{hook}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, "metrics:\n  listen: 127.0.0.1:0\naudit:\n  path: \"-\"\n").unwrap();
+    let pins = test_pin_path(&format!("hook-{hook}-refused"));
+    let out = Command::new(agent_binary())
+        .args(["run", "--hook", hook, "--pin-path"])
+        .arg(&pins)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), pins)
 }

@@ -12,11 +12,13 @@ use std::{
     time::Duration,
 };
 
+use fwctl_common::hook_set;
 use fwctl_guard_tests::{
     agent::{agent_binary, Agent, Declared},
     ioctls::*,
     metrics::Scrape,
     policies::{policy_file, FLEET_BASELINE},
+    probe::{HookStatus, Probe},
     require,
     standin::StandIn,
     tests,
@@ -27,7 +29,8 @@ use fwctl_guard_tests::{
 pub const TESTS: &[Test] = tests![
     nvme_cli_on_a_real_controller_is_counted_and_matches_the_driver_tracepoint,
     cxl_mailbox_commands_on_a_real_memdev_are_counted,
-    lsm_and_tracepoint_paths_count_the_same_workload,
+    every_hook_set_that_runs_counts_the_same_workload,
+    every_deny_capable_hook_set_refuses_format_before_the_controller,
     fleet_baseline_denies_destructive_commands_before_the_device_sees_them,
     a_cxl_mailbox_command_denied_by_rule_fails_with_eperm,
     devices_effects_lists_what_the_nvme_controller_and_the_cxl_memdev_declare,
@@ -138,13 +141,19 @@ fn cxl_mailbox_commands_on_a_real_memdev_are_counted() -> TestResult {
     Ok(())
 }
 
-fn lsm_and_tracepoint_paths_count_the_same_workload() -> TestResult {
+/// Every hook set this kernel runs (BPF LSM where `bpf` is an active LSM, the trampoline
+/// set, the syscall tracepoints) counts the same workload the same way; at least one of
+/// them can deny.
+fn every_hook_set_that_runs_counts_the_same_workload() -> TestResult {
     require::device("/dev/nvme0")?;
-    require::hook_set("lsm")?;
+    require::deny_hook()?;
+    let probe = require::probe()?;
+    let sets = running_hook_sets(probe);
+    assert!(sets.len() >= 2 && sets.contains(&"tracepoint"), "{}", probe.hook_summary());
     let fwctl = StandIn::new().unwrap();
     let declared = [Declared { major_minor: fwctl.major_minor(), class: "fwctl", driver: "mlx5" }];
     let mut runs = Vec::new();
-    for hook in ["lsm", "tracepoint"] {
+    for &hook in &sets {
         let mut agent =
             Agent::start_with(&format!("vm-{hook}"), &declared, 1 << 20, &["--hook", hook]).unwrap();
         nvme_cli(&["id-ctrl", "/dev/nvme0"]);
@@ -162,13 +171,79 @@ fn lsm_and_tracepoint_paths_count_the_same_workload() -> TestResult {
         agent.stop().unwrap();
         let hooks: Vec<_> =
             agent.audit_records().unwrap().iter().map(|r| r["hook"].as_str().unwrap().to_string()).collect();
-        assert!(hooks.iter().all(|h| h == if hook == "lsm" { "lsm" } else { "tracepoint" }), "{hooks:?}");
+        assert!(hooks.iter().all(|h| h == hook), "{hook}: {hooks:?}");
         runs.push(counts);
     }
     assert!(runs[0].values().sum::<u64>() >= 6);
-    assert_eq!(runs[0], runs[1], "the LSM and tracepoint paths must count the same commands");
+    for (hook, run) in sets.iter().zip(&runs).skip(1) {
+        assert_eq!(&runs[0], run, "{} and {hook} must count the same commands", sets[0]);
+    }
     Ok(())
 }
+
+/// The hook sets `probe` proved to run here, best first; BPF LSM only where `bpf` is an
+/// active LSM (elsewhere it attaches and never runs, and probe must say so).
+fn running_hook_sets(probe: &Probe) -> Vec<&'static str> {
+    let lsm = probe.hook_set("lsm").map(|h| h.status);
+    if probe.lsm.bpf_active {
+        assert_eq!(lsm, Some(HookStatus::Accepted), "{}", probe.hook_summary());
+    } else {
+        assert_eq!(lsm, Some(HookStatus::AttachesButDoesNotFire), "{}", probe.hook_summary());
+    }
+    hook_set::ALL.iter().map(|s| s.label).filter(|l| probe.accepts(l)).collect()
+}
+
+/// Each deny-capable hook set that runs here refuses an NVMe Format from nvme-cli with
+/// EPERM before the controller sees it: the trampoline set on every kernel, BPF LSM where
+/// `bpf` is active.
+fn every_deny_capable_hook_set_refuses_format_before_the_controller() -> TestResult {
+    require::device("/dev/nvme0")?;
+    require::deny_hook()?;
+    let probe = require::probe()?;
+    let deniers: Vec<&str> = running_hook_sets(probe)
+        .into_iter()
+        .filter(|l| hook_set::by_label(l).is_some_and(|s| s.can_deny))
+        .collect();
+    assert!(deniers.contains(&"trampoline"), "the trampoline set must run here: {}", probe.hook_summary());
+    let policy = policy_file("vm-deny-format.yaml", DENY_FORMAT);
+    for hook in deniers {
+        let mut agent = Agent::start_with(
+            &format!("vm-deny-{hook}"),
+            &[],
+            1 << 20,
+            &["--hook", hook, "--policy", policy.to_str().unwrap()],
+        )
+        .unwrap();
+        let scrape = agent.scrape().unwrap();
+        assert_eq!(scrape.sum("fwctl_guard_enforcing", &[]), 1.0, "{hook}: {}", agent.output());
+        nvme_cli(&["id-ctrl", "/dev/nvme0"]);
+        let out = Command::new("nvme")
+            .args(["admin-passthru", "/dev/nvme0", "--opcode=0x80", "--namespace-id=1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && (text.contains("not permitted") || text.contains("EPERM")),
+            "{hook}: {text}"
+        );
+        let denied = [("opcode_name", "format-nvm"), ("verdict", "deny"), ("rule", "no-format")];
+        let s =
+            agent.wait_for("Format denied", |s| s.sum("fwctl_guard_commands_total", &denied) >= 1.0).unwrap();
+        // The controller never saw it: its own tracepoint counted no Format.
+        let formats = [("opcode_name", "format-nvm")];
+        assert_eq!(s.sum("fwctl_guard_mailbox_commands_total", &formats), 0.0, "{hook}: {}", s.text);
+        assert!(s.sum("fwctl_guard_mailbox_commands_total", &[("opcode_name", "identify")]) >= 1.0);
+        agent.stop().unwrap();
+        let records = agent.audit_records().unwrap();
+        let format = records.iter().find(|r| r["opcode_name"] == "format-nvm").expect("an audit record");
+        assert_eq!((format["hook"].as_str(), format["verdict"].as_str()), (Some(hook), Some("deny")));
+        assert_eq!(format["ret"].as_i64(), Some(-(libc::EPERM as i64)));
+    }
+    Ok(())
+}
+
+const DENY_FORMAT: &str = "version: 1\nname: deny-format\nmode: enforce\ndefault: allow\nrules:\n  \
+- name: no-format\n    action: deny\n    match: {class: nvme-admin, opcode: format-nvm}\n";
 
 /// The shipped fleet baseline in enforce mode, against nvme-cli and this process: Format,
 /// Sanitize and firmware commit refused with EPERM before the controller sees them, an
