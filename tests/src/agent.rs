@@ -61,6 +61,7 @@ pub struct AgentBuilder {
     wrapper: Vec<OsString>,
     own_command: Option<OwnCommand>,
     ready_within: Duration,
+    audit_log_discarded: bool,
 }
 
 /// A command line that names its own configuration, and what that configuration says.
@@ -127,6 +128,12 @@ impl AgentBuilder {
         self
     }
 
+    /// The audit log goes to /dev/null (floods that would fill the guest's memory with it).
+    pub fn audit_log_discarded(mut self) -> Self {
+        self.audit_log_discarded = true;
+        self
+    }
+
     /// How long the hook programs may take to attach (default 60 s).
     pub fn ready_within(mut self, timeout: Duration) -> Self {
         self.ready_within = timeout;
@@ -149,7 +156,11 @@ impl AgentBuilder {
             }
             None => {
                 let addr = format!("127.0.0.1:{}", free_port()?);
-                let audit_log = dir.join("audit.jsonl");
+                let audit_log = if self.audit_log_discarded {
+                    PathBuf::from("/dev/null")
+                } else {
+                    dir.join("audit.jsonl")
+                };
                 let config = dir.join("config.yaml");
                 fs::write(&config, self.config(&addr, &audit_log))?;
                 if let Some(policy) = &self.policy_in_config {
@@ -214,6 +225,7 @@ impl Agent {
             wrapper: Vec::new(),
             own_command: None,
             ready_within: Duration::from_secs(60),
+            audit_log_discarded: false,
         }
     }
 

@@ -125,14 +125,16 @@ fn try_every_set() -> anyhow::Result<Vec<HookSetReport>> {
     let layout = Layout::of_running_kernel()?;
     let root_path = PathBuf::from(format!("/sys/fs/bpf/fwctl-guard-probe-{}", std::process::id()));
     let root = PinRoot::lock(&root_path)?;
-    let selftest =
-        SelfTest::new(CanaryNode::open()?, selftest::uring_node(&inventory::scan_sysfs(Path::new("/sys"))));
+    // The devices the agent would watch with no declared ones: the io_uring canary goes to
+    // a controller node the programs must recognise as NVMe, as in the agent.
+    let mut watchlist = inventory::watchlist(Path::new("/sys"), &[])?;
+    let selftest = SelfTest::new(CanaryNode::open()?, selftest::uring_node(&watchlist.sysfs));
     let build = pins::build_id(EBPF_OBJECT, &layout.offsets, PROBE_RING_BYTES);
-    let entries = [selftest.watch_entry()];
+    watchlist.entries.push(selftest.watch_entry());
     let inputs = Inputs {
         layout: &layout,
         ring_buffer_bytes: PROBE_RING_BYTES,
-        entries: &entries,
+        entries: &watchlist.entries,
         root: &root,
         build: &build,
         selftest: &selftest,

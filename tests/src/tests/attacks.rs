@@ -107,6 +107,8 @@ fn no_known_attack_gets_a_destructive_command_past_the_gate_unseen() -> TestResu
     agent.stop().unwrap();
     audit_trail(&mut report, &agent);
 
+    recursion_floods(&mut report, &ctrl);
+
     // The same race under `on_toctou: kill`: the racing process is killed.
     let policy = fleet_baseline_on_toctou("kill");
     let agent =
@@ -400,8 +402,12 @@ fn toctou_race(report: &mut Report, agent: &Agent, fd: RawFd, kill: bool) {
     let detected = delta(&after, &before, "fwctl_guard_toctou_detected_total", &[("class", "nvme-admin")]);
     let attack =
         if kill { "TOCTOU opcode flip (on_toctou: kill)" } else { "TOCTOU opcode flip (on_toctou: log)" };
+    // A race nobody won proves nothing unless the hook was there to lose it: the hook
+    // must have counted the racer's commands.
+    let seen = delta(&after, &before, "fwctl_guard_commands_total", &[("class", "nvme-admin")]);
     if reached == 0.0 && detected == 0.0 {
-        report.add(attack, "detected", format!("race not won in {TRIES} tries"), true);
+        let observed = format!("race not won in {TRIES} tries; the hook saw {seen} commands");
+        report.add(attack, "detected", observed, seen > 0.0);
         return;
     }
     let observed = format!(
@@ -417,6 +423,92 @@ fn toctou_race(report: &mut Report, agent: &Agent, fd: RawFd, kill: bool) {
         }
     );
     report.add(attack, "detected", observed, detected >= reached && (!kill || killed));
+}
+
+/// How long each recursion flood runs on a tracing (trampoline) hook set, and on BPF LSM,
+/// which the kernel never skips (a shorter control).
+const FLOOD_TRAMPOLINE: Duration = Duration::from_secs(40);
+const FLOOD_LSM: Duration = Duration::from_secs(10);
+
+/// The kernel skips a tracing program (fmod_ret, fexit) when it is already running on the
+/// same CPU, and a skipped fmod_ret is an allow: threads hammering the hook on both CPUs
+/// try to win that. Two mixes, as an attacker would choose them: 8 threads issuing Format,
+/// and 8 Identify threads covering 1 Format thread. Every Format that reaches the
+/// controller (counted by the driver's `nvme_setup_cmd` tracepoint) or returns success must
+/// have been detected as a bypass. In an agent of its own whose audit log is discarded:
+/// a flood writes millions of denial records, and this row reads the counters.
+fn recursion_floods(report: &mut Report, ctrl: &Path) {
+    let hook_set = require::probe().ok().and_then(|p| p.auto.hook_set.clone()).unwrap_or_default();
+    let duration = if hook_set == "trampoline" { FLOOD_TRAMPOLINE } else { FLOOD_LSM };
+    let policy = fleet_baseline_on_toctou("log");
+    let mut agent = Agent::builder("attacks-flood")
+        .audit_log_discarded()
+        .args(["--policy", policy.to_str().unwrap()])
+        .start()
+        .unwrap();
+    for (attack, identify_threads, format_threads) in
+        [("recursion flood: 8 x format-nvm", 0, 8), ("recursion flood: 8 x identify + 1 x format", 8, 1)]
+    {
+        let before = agent.scrape().unwrap();
+        let outcome = flood(ctrl, identify_threads, format_threads, duration);
+        std::thread::sleep(Duration::from_millis(500));
+        let after = agent.scrape().unwrap();
+        let delta = |name: &str, labels: &[(&str, &str)]| after.sum(name, labels) - before.sum(name, labels);
+        let reached = delta(
+            "fwctl_guard_mailbox_commands_total",
+            &[("opcode_name", "format-nvm"), ("origin", "passthrough")],
+        );
+        let detected = delta("fwctl_guard_hook_bypass_detected_total", &[("class", "nvme-admin")]);
+        let skipped = delta("fwctl_guard_program_skipped_total", &[]);
+        let backup = delta("fwctl_guard_lsm_refusals_total", &[("by", "backup")]);
+        let seen = delta("fwctl_guard_commands_total", &[("class", "nvme-admin")]);
+        let observed = format!(
+            "{hook_set} {}s: {} refused, {} succeeded, {reached} reached the device, {detected} \
+             detected; {skipped} program runs skipped, {backup} refused by a backup",
+            duration.as_secs(),
+            outcome.refused,
+            outcome.succeeded,
+        );
+        let ok =
+            seen > 0.0 && outcome.refused > 0 && detected >= reached && detected >= outcome.succeeded as f64;
+        report.add(attack, "prevented", observed, ok);
+    }
+    agent.stop().unwrap();
+}
+
+/// What the flood's Format threads saw.
+#[derive(Default)]
+struct FloodOutcome {
+    refused: u64,
+    succeeded: u64,
+}
+
+/// `identify_threads` and `format_threads` threads issuing their command on `ctrl` in a
+/// loop for `duration`, each with its own descriptor.
+fn flood(ctrl: &Path, identify_threads: usize, format_threads: usize, duration: Duration) -> FloodOutcome {
+    let deadline = Instant::now() + duration;
+    let threads: Vec<_> = std::iter::repeat_n(IDENTIFY, identify_threads)
+        .chain(std::iter::repeat_n(FORMAT_NVM, format_threads))
+        .map(|opcode| {
+            let node = OpenOptions::new().read(true).write(true).open(ctrl).unwrap();
+            std::thread::spawn(move || {
+                let mut outcome = FloodOutcome::default();
+                while Instant::now() < deadline {
+                    match admin_ioctl(node.as_raw_fd(), opcode) {
+                        _ if opcode != FORMAT_NVM => {}
+                        None => outcome.succeeded += 1,
+                        Some(libc::EPERM) => outcome.refused += 1,
+                        Some(_) => {}
+                    }
+                }
+                outcome
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).fold(FloodOutcome::default(), |a, b| FloodOutcome {
+        refused: a.refused + b.refused,
+        succeeded: a.succeeded + b.succeeded,
+    })
 }
 
 /// The racing child's body: Identify with the opcode flipped underneath.
