@@ -117,6 +117,24 @@ impl HookSet {
     pub fn program(&self, name: &str) -> Option<&'static Program> {
         self.programs.iter().find(|p| eq(p.name, name))
     }
+
+    /// The sort key that puts program `i` in attach order: grouped with the programs on
+    /// the same function, in table order, except that a deciding `fmod_ret` program
+    /// (observe and deny) is attached after its backups. The kernel runs a function's
+    /// fmod_ret programs newest first (`bpf_trampoline_link_prog` adds each link at the
+    /// head of the list), and the deciding program must run first: a backup counts and
+    /// parks a command only when it finds nothing parked for it, and the deciding program
+    /// treats what it finds parked as stale.
+    pub fn attach_rank(&self, i: usize) -> (usize, bool) {
+        let program = &self.programs[i];
+        let group = match self.programs.iter().position(|p| p.attach == program.attach) {
+            Some(first) => first,
+            None => i,
+        };
+        let deciding_fmod_ret =
+            matches!(program.attach, Attach::FModRet(_)) && program.role & role::OBSERVE != 0;
+        (group, deciding_fmod_ret)
+    }
 }
 
 /// BPF LSM: decides before the driver runs; no syscall tracepoint.
@@ -405,6 +423,38 @@ fn eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deciding_fmod_ret_program_is_attached_last_on_its_function_so_it_runs_first() {
+        let mut order: [usize; 13] = core::array::from_fn(|i| i);
+        let n = TRAMPOLINE.programs.len();
+        assert!(n <= order.len());
+        order[..n].sort_by_key(|&i| TRAMPOLINE.attach_rank(i));
+        let names: [&str; 13] =
+            core::array::from_fn(|k| if k < n { TRAMPOLINE.programs[order[k]].name } else { "" });
+        assert_eq!(
+            names[..8],
+            [
+                "fwctl_fmodret_file_ioctl_backup1",
+                "fwctl_fmodret_file_ioctl_backup2",
+                "fwctl_fmodret_file_ioctl",
+                "fwctl_fexit_sys_ioctl_checked",
+                "fwctl_fmodret_file_ioctl_compat_backup1",
+                "fwctl_fmodret_file_ioctl_compat_backup2",
+                "fwctl_fmodret_file_ioctl_compat",
+                "fwctl_fexit_compat_sys_ioctl_checked",
+            ]
+        );
+        // The io_uring completion still comes after the uring deciding program it waits for.
+        let position = |name: &str| names.iter().position(|n| *n == name).unwrap();
+        assert!(position("fwctl_fmodret_uring_cmd") < position("fwctl_io_uring_complete"));
+        // Other sets keep their table order.
+        for set in [&LSM, &TRACEPOINT] {
+            for i in 1..set.programs.len() {
+                assert!(set.attach_rank(i - 1) <= set.attach_rank(i), "{}", set.label);
+            }
+        }
+    }
 
     #[test]
     fn ids_labels_and_names_are_unique() {

@@ -24,7 +24,9 @@ use fwctl_common::{
 use crate::{canary, device::node_of_file, inflight, maps::offsets};
 
 /// Which program decides: its canary slot, its hook set, and whether it is a backup deny
-/// program (decides again, counts and parks nothing).
+/// program: it decides again and refuses, and counts and parks the command only when
+/// nothing is parked for it (the kernel skipped the deciding program), so a skip costs
+/// neither the refusal nor the count.
 #[derive(Clone, Copy)]
 pub struct Decider {
     pub slot: u32,
@@ -55,10 +57,10 @@ pub fn file_ioctl(ctx: *mut c_void, who: Decider) -> Result<u8, i64> {
     }
     let file = scalar_arg(&ctx, 0)? as *const u8;
     let node = node_of_file(file, &off);
-    if who.backup {
+    let key = bpf_get_current_pid_tgid();
+    if who.backup && inflight::is_parked(key) {
         return Ok(inflight::decide(spec, node, cmd, arg, who.hook));
     }
-    let key = bpf_get_current_pid_tgid();
     Ok(inflight::begin(spec, node, cmd, arg, who.hook, true, key))
 }
 
@@ -90,7 +92,7 @@ pub fn uring_cmd(ctx: *mut c_void, who: Decider) -> Result<u8, i64> {
     if inflight::is_agent(&off) {
         return Ok(canary::uring(who.slot, node, arg, key, !who.backup));
     }
-    if who.backup {
+    if who.backup && inflight::is_parked(key) {
         return Ok(inflight::decide(spec, node, cmd_op, arg, who.hook));
     }
     Ok(inflight::begin(spec, node, cmd_op, arg, who.hook, true, key))

@@ -99,8 +99,17 @@ fn passthrough_node(
     (device.kind == spec.device_kind).then_some((node, device.driver))
 }
 
-/// The verdict of a backup deny program (the trampoline set): decode and decide again,
-/// count and park nothing (the deciding program did, or the result program will).
+/// Whether a command waits under `key`: a backup deny program takes over the deciding
+/// program's work (count, park, event) when it finds none. A stale entry (its exit hook
+/// was skipped) reads as parked too; that needs two skips of two programs in a row.
+#[inline(always)]
+pub fn is_parked(key: u64) -> bool {
+    // SAFETY: only the presence is looked at.
+    unsafe { INFLIGHT.get(&key) }.is_some()
+}
+
+/// The verdict of a backup deny program (the trampoline set) when the deciding program
+/// parked the command: decode and decide again, count and park nothing.
 /// Inlined into the program like [`begin`]: a `Result`/`Option` argument of a BPF
 /// subprogram gets BTF the kernel refuses (a union member at a non-zero offset).
 #[inline(always)]

@@ -8,9 +8,10 @@
 //! Unlike LSM programs, these are tracing programs: the kernel skips one when the same
 //! program is already running on that CPU (a task preempted inside it), and a skipped
 //! fmod_ret lets the call through. So each hook gets one deciding program (decodes,
-//! decides, counts, parks) and two backup deny programs that decide again and refuse,
-//! each its own program with its own recursion guard: a command passes unrefused only if
-//! all three were skipped. What gets past all of them is caught by the result programs
+//! decides, counts, parks) and two backup deny programs that decide again and refuse (and
+//! count and park the command themselves when the deciding program was skipped), each its
+//! own program with its own recursion guard: a command passes unrefused only if all three
+//! were skipped. What gets past all of them is caught by the result programs
 //! (fexit on the syscalls), which decide any command nothing parked and mark a denied one
 //! that reached the driver as a bypass (`inflight::finish_or_catch`).
 //!

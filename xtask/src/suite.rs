@@ -112,7 +112,7 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
     // The enforcing path (BPF LSM + fexit) and real NVMe/CXL/fwctl devices exist only in
     // the guests: one boot per kernel of the matrix, every in-guest test in that boot. The
     // fwctl test kernel is built on the first run (~25 min on 2 cores) and cached.
-    steps.counted("VM tests (Debian 6.1, 6.12, 7.2 and the fwctl test kernel in QEMU)", |tallies| {
+    steps.counted("VM tests (Debian 6.1, 6.12, 7.2 and the fwctl test kernel in QEMU, each with and without BPF LSM active)", |tallies| {
         crate::vm::vm_test_counted(&crate::vm::Args::for_suite(), tallies)
     })
 }

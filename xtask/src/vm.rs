@@ -38,8 +38,8 @@ use world::{parse_worlds, World, Worlds};
 const TAIL_LINES: usize = 200;
 
 /// The LSM worlds `cargo xtask test` boots every kernel in (`default`, `ubuntu` or `both`).
-/// Only `default` while the agent cannot enforce without BPF LSM; `both` once it can.
-const SUITE_LSM_WORLDS: &str = "default";
+/// `both`: every suite runs on BPF LSM and on the trampoline set (issue 14).
+const SUITE_LSM_WORLDS: &str = "both";
 
 /// The kernels `--kernel` selects: one series of the matrix, or `all`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl Args {
             kernel: Kernels(Series::ALL.to_vec()),
             worlds: parse_worlds(SUITE_LSM_WORLDS).expect("SUITE_LSM_WORLDS is a valid --lsm value"),
             keep: false,
-            timeout: 600,
+            timeout: 1800,
             accel: Accel::Auto,
         }
     }

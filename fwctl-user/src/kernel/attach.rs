@@ -201,8 +201,10 @@ fn attach_all(
     layout: &Layout,
 ) -> Result<Vec<&'static str>> {
     let mut attacher = Attacher { ebpf, pins, btf: None, kallsyms: None, attached: Vec::new() };
-    for program in set.programs {
-        attacher.attach_if_wanted(program, layout)?;
+    let mut order: Vec<usize> = (0..set.programs.len()).collect();
+    order.sort_by_key(|&i| set.attach_rank(i));
+    for i in order {
+        attacher.attach_if_wanted(&set.programs[i], layout)?;
     }
     for program in &hook_set::COMPANIONS {
         attacher.attach_if_wanted(program, layout)?;
