@@ -306,6 +306,11 @@ pub mod event_flag {
     /// The policy denies this command, yet it reached the driver: every deny program was
     /// skipped. Detected after the fact, like a TOCTOU race.
     pub const BYPASS: u32 = 64;
+    /// Trampoline set: parked by the current call's deciding program (or a backup that
+    /// took over), not yet seen by the call's last backup, which clears it. A parked
+    /// command without it is stale to a backup (`parked::backup_takes_over`). Meaningless
+    /// in the audit record.
+    pub const FRESH: u32 = 128;
 }
 
 /// A passthrough command the hook let through, waiting for the driver to submit it

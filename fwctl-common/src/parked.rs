@@ -36,6 +36,20 @@ pub const fn on_return(parked_cmd: u32, returning_cmd: Option<u32>) -> Exit {
     }
 }
 
+/// Whether a backup deny program of the trampoline set counts and parks the command
+/// itself: when nothing is parked for it (`parked_flags` is `None`: the kernel skipped the
+/// deciding program), or what is parked is an earlier command whose result program was
+/// skipped (no [`event_flag::FRESH`]: the earlier call's last backup cleared it). Else the
+/// deciding program (or the other backup) parked this very command and the backup only
+/// decides again.
+#[inline(always)]
+pub const fn backup_takes_over(parked_flags: Option<u32>) -> bool {
+    match parked_flags {
+        None => true,
+        Some(flags) => flags & event_flag::FRESH == 0,
+    }
+}
+
 /// Record a returned command's result: its return value and its latency since the hook
 /// saw it (`now_ns` on the same monotonic clock as `start_ns`).
 #[inline(always)]
@@ -55,6 +69,14 @@ pub fn mark_unreturned(event: &mut Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_takes_over_unless_this_call_already_parked_the_command() {
+        assert!(backup_takes_over(None), "deciding program skipped");
+        assert!(backup_takes_over(Some(event_flag::NO_EXIT)), "a stale command of an earlier call");
+        assert!(!backup_takes_over(Some(event_flag::FRESH)), "parked by this call");
+        assert!(!backup_takes_over(Some(event_flag::FRESH | event_flag::BLOCK_DEVICE)));
+    }
     use crate::{
         abi::{NVME_IOCTL_ADMIN_CMD, NVME_IOCTL_IO_CMD},
         model::result,

@@ -32,6 +32,9 @@ pub struct Decider {
     pub slot: u32,
     pub hook: u8,
     pub backup: bool,
+    /// The backup the kernel runs last on its function (attached first): it clears the
+    /// parked command's `FRESH` mark, so the thread's next call can tell a stale one.
+    pub last: bool,
 }
 
 /// `(struct file *file, unsigned int cmd, unsigned long arg)`: the verdict.
@@ -58,10 +61,7 @@ pub fn file_ioctl(ctx: *mut c_void, who: Decider) -> Result<u8, i64> {
     let file = scalar_arg(&ctx, 0)? as *const u8;
     let node = node_of_file(file, &off);
     let key = bpf_get_current_pid_tgid();
-    if who.backup && inflight::is_parked(key) {
-        return Ok(inflight::decide(spec, node, cmd, arg, who.hook));
-    }
-    Ok(inflight::begin(spec, node, cmd, arg, who.hook, true, key))
+    Ok(decide_or_begin(spec, node, cmd, arg, who, key))
 }
 
 /// `(struct io_uring_cmd *ioucmd)` (kernel >= 5.19): an io_uring `IORING_OP_URING_CMD`
@@ -92,10 +92,30 @@ pub fn uring_cmd(ctx: *mut c_void, who: Decider) -> Result<u8, i64> {
     if inflight::is_agent(&off) {
         return Ok(canary::uring(who.slot, node, arg, key, !who.backup));
     }
-    if who.backup && inflight::is_parked(key) {
-        return Ok(inflight::decide(spec, node, cmd_op, arg, who.hook));
+    Ok(decide_or_begin(spec, node, cmd_op, arg, who, key))
+}
+
+/// The deciding program begins the command (decode, decide, count, park); a backup only
+/// decides again, unless nothing of this call is parked (the deciding program was
+/// skipped), and then begins it itself. The last backup ends the call's mark.
+#[inline(always)]
+fn decide_or_begin(
+    spec: &fwctl_common::abi::IoctlSpec,
+    node: Result<Option<crate::device::Node>, i64>,
+    cmd: u32,
+    arg: u64,
+    who: Decider,
+    key: u64,
+) -> u8 {
+    let verdict = if who.backup && !inflight::backup_takes_over(key) {
+        inflight::decide(spec, node, cmd, arg, who.hook)
+    } else {
+        inflight::begin(spec, node, cmd, arg, who.hook, true, key)
+    };
+    if who.last {
+        inflight::decision_done(key);
     }
-    Ok(inflight::begin(spec, node, cmd_op, arg, who.hook, true, key))
+    verdict
 }
 
 /// The return value of `__x64_sys_ioctl(const struct pt_regs *regs)` or

@@ -99,13 +99,21 @@ fn passthrough_node(
     (device.kind == spec.device_kind).then_some((node, device.driver))
 }
 
-/// Whether a command waits under `key`: a backup deny program takes over the deciding
-/// program's work (count, park, event) when it finds none. A stale entry (its exit hook
-/// was skipped) reads as parked too; that needs two skips of two programs in a row.
+/// Whether a backup deny program takes over the deciding program's work (count, park,
+/// event) for the command under `key` (`parked::backup_takes_over`).
 #[inline(always)]
-pub fn is_parked(key: u64) -> bool {
-    // SAFETY: only the presence is looked at.
-    unsafe { INFLIGHT.get(&key) }.is_some()
+pub fn backup_takes_over(key: u64) -> bool {
+    // SAFETY: plain data read.
+    parked::backup_takes_over(unsafe { INFLIGHT.get(&key) }.map(|e| e.flags))
+}
+
+/// The call's last backup ran: what is parked under `key` is no longer this call's.
+#[inline(always)]
+pub fn decision_done(key: u64) {
+    if let Some(event) = INFLIGHT.get_ptr_mut(&key) {
+        // SAFETY: INFLIGHT value pointer, valid for this run.
+        unsafe { (*event).flags &= !event_flag::FRESH };
+    }
 }
 
 /// The verdict of a backup deny program (the trampoline set) when the deciding program
@@ -192,7 +200,8 @@ impl Seen {
 #[inline(never)]
 fn park(decoded: &Command, seen: &Seen) -> u8 {
     let mut event = Event { command: *decoded, rule_id: seen.rule_id, ..Event::default() };
-    account::fill_event(&mut event, &seen.subject, seen.cmd, seen.rdev, seen.flags, seen.hook, seen.verdict);
+    let flags = seen.flags | event_flag::FRESH;
+    account::fill_event(&mut event, &seen.subject, seen.cmd, seen.rdev, flags, seen.hook, seen.verdict);
     account::count_seen(&event);
     let key = seen.key;
     if let Some(stale) = INFLIGHT.get_ptr_mut(&key) {

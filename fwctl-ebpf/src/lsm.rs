@@ -34,7 +34,7 @@ use crate::{
 // section name is what tells aya (and the kernel) this is an LSM program.
 
 const fn decider(slot: u32) -> Decider {
-    Decider { slot, hook: id::LSM, backup: false }
+    Decider { slot, hook: id::LSM, backup: false, last: false }
 }
 
 /// `file_ioctl(struct file *file, unsigned int cmd, unsigned long arg)`; argument 3 is

@@ -34,11 +34,14 @@ use crate::{
 };
 
 const fn decider(slot: u32) -> Decider {
-    Decider { slot, hook: id::TRAMPOLINE, backup: false }
+    Decider { slot, hook: id::TRAMPOLINE, backup: false, last: false }
 }
 
-const fn backup(slot: u32) -> Decider {
-    Decider { slot, hook: id::TRAMPOLINE, backup: true }
+/// Backup `n` (1 or 2). The kernel runs a function's fmod_ret programs newest first and
+/// the loader attaches the deciding program last (`HookSet::attach_rank`): the order
+/// is deciding, backup 2, backup 1, so backup 1 ends the call.
+const fn backup(slot: u32, n: u8) -> Decider {
+    Decider { slot, hook: id::TRAMPOLINE, backup: true, last: n == 1 }
 }
 
 /// The return value of a deciding program: -EPERM for a deny, each refusal counted first
@@ -62,13 +65,19 @@ pub fn fwctl_fmodret_file_ioctl(ctx: *mut c_void) -> i64 {
 #[no_mangle]
 #[link_section = "fmod_ret/security_file_ioctl"]
 pub fn fwctl_fmodret_file_ioctl_backup1(ctx: *mut c_void) -> i64 {
-    refuse_if_denied(hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_BACKUP[0])), stat::REFUSED_BACKUP)
+    refuse_if_denied(
+        hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_BACKUP[0], 1)),
+        stat::REFUSED_BACKUP,
+    )
 }
 
 #[no_mangle]
 #[link_section = "fmod_ret/security_file_ioctl"]
 pub fn fwctl_fmodret_file_ioctl_backup2(ctx: *mut c_void) -> i64 {
-    refuse_if_denied(hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_BACKUP[1])), stat::REFUSED_BACKUP)
+    refuse_if_denied(
+        hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_BACKUP[1], 2)),
+        stat::REFUSED_BACKUP,
+    )
 }
 
 /// `security_file_ioctl_compat(...)`: the same for 32-bit callers (kernels >= 6.8).
@@ -82,7 +91,7 @@ pub fn fwctl_fmodret_file_ioctl_compat(ctx: *mut c_void) -> i64 {
 #[link_section = "fmod_ret/security_file_ioctl_compat"]
 pub fn fwctl_fmodret_file_ioctl_compat_backup1(ctx: *mut c_void) -> i64 {
     refuse_if_denied(
-        hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_COMPAT_BACKUP[0])),
+        hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_COMPAT_BACKUP[0], 1)),
         stat::REFUSED_BACKUP,
     )
 }
@@ -91,7 +100,7 @@ pub fn fwctl_fmodret_file_ioctl_compat_backup1(ctx: *mut c_void) -> i64 {
 #[link_section = "fmod_ret/security_file_ioctl_compat"]
 pub fn fwctl_fmodret_file_ioctl_compat_backup2(ctx: *mut c_void) -> i64 {
     refuse_if_denied(
-        hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_COMPAT_BACKUP[1])),
+        hook::file_ioctl(ctx, backup(slot::FMODRET_FILE_IOCTL_COMPAT_BACKUP[1], 2)),
         stat::REFUSED_BACKUP,
     )
 }
@@ -106,13 +115,13 @@ pub fn fwctl_fmodret_uring_cmd(ctx: *mut c_void) -> i64 {
 #[no_mangle]
 #[link_section = "fmod_ret/security_uring_cmd"]
 pub fn fwctl_fmodret_uring_cmd_backup1(ctx: *mut c_void) -> i64 {
-    refuse_if_denied(hook::uring_cmd(ctx, backup(slot::FMODRET_URING_CMD_BACKUP[0])), stat::REFUSED_BACKUP)
+    refuse_if_denied(hook::uring_cmd(ctx, backup(slot::FMODRET_URING_CMD_BACKUP[0], 1)), stat::REFUSED_BACKUP)
 }
 
 #[no_mangle]
 #[link_section = "fmod_ret/security_uring_cmd"]
 pub fn fwctl_fmodret_uring_cmd_backup2(ctx: *mut c_void) -> i64 {
-    refuse_if_denied(hook::uring_cmd(ctx, backup(slot::FMODRET_URING_CMD_BACKUP[1])), stat::REFUSED_BACKUP)
+    refuse_if_denied(hook::uring_cmd(ctx, backup(slot::FMODRET_URING_CMD_BACKUP[1], 2)), stat::REFUSED_BACKUP)
 }
 
 /// `__x64_sys_ioctl(const struct pt_regs *regs)`: fd in regs->di, cmd in regs->si, arg in

@@ -31,6 +31,16 @@ impl ProgramStats {
 
     /// The kernel's `recursion_misses` for the program (Linux >= 5.12), if it can be read.
     pub fn recursion_misses(&self) -> Option<u64> {
+        self.info().map(|info| info.recursion_misses)
+    }
+
+    /// The kernel's run count and total run time of the program, counted only while
+    /// `kernel.bpf_stats_enabled` is 1 (both 0 otherwise), if they can be read.
+    pub fn runs(&self) -> Option<Runs> {
+        self.info().map(|info| Runs { count: info.run_cnt, time_ns: info.run_time_ns })
+    }
+
+    fn info(&self) -> Option<bpf_prog_info> {
         // SAFETY: bpf_prog_info is plain integers; zero is a valid value.
         let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
         let mut attr = InfoByFd {
@@ -47,6 +57,14 @@ impl ProgramStats {
                 std::mem::size_of::<InfoByFd>(),
             )
         };
-        (rc == 0).then_some(info.recursion_misses)
+        (rc == 0).then_some(info)
     }
+}
+
+/// How often the kernel ran a program and for how long (`bpf_prog_info.run_cnt`,
+/// `run_time_ns`).
+#[derive(Debug, Clone, Copy)]
+pub struct Runs {
+    pub count: u64,
+    pub time_ns: u64,
 }

@@ -14,7 +14,7 @@ use fwctl_common::{
 use prometheus::{
     core::{Collector, Desc},
     proto::MetricFamily,
-    IntCounter, IntCounterVec, Opts,
+    CounterVec, IntCounter, IntCounterVec, Opts,
 };
 
 use super::computed::{Computed, Fill};
@@ -123,12 +123,38 @@ fn skipped_vec() -> IntCounterVec {
     .expect("static metric definition")
 }
 
+fn runs_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "fwctl_guard_program_runs_total",
+            "Runs of each attached program the kernel counted (bpf_prog_info.run_cnt): only while \
+             kernel.bpf_stats_enabled is 1, else 0.",
+        ),
+        &["program"],
+    )
+    .expect("static metric definition")
+}
+
+fn run_seconds_vec() -> CounterVec {
+    CounterVec::new(
+        Opts::new(
+            "fwctl_guard_program_run_seconds_total",
+            "Time the kernel spent in each attached program (bpf_prog_info.run_time_ns): only \
+             while kernel.bpf_stats_enabled is 1, else 0. Divided by fwctl_guard_program_runs_total: \
+             the program's own cost per run.",
+        ),
+        &["program"],
+    )
+    .expect("static metric definition")
+}
+
 fn refusals_vec() -> IntCounterVec {
     IntCounterVec::new(
         Opts::new(
             "fwctl_guard_lsm_refusals_total",
-            "ioctls the LSM hook refused before the driver ran, by whose decision \
-             (policy: this agent's deny rules; earlier_bpf_lsm: another BPF LSM program).",
+            "Commands the deny-capable hook set refused before the driver ran, by whose decision \
+             (policy: this agent's deny rules; earlier_bpf_lsm: another BPF LSM program; backup: \
+             a backup deny program of the trampoline set, the deciding one having been skipped).",
         ),
         &["by"],
     )
@@ -152,6 +178,8 @@ fn kernel_descs() -> Vec<Desc> {
         commands_vec().desc(),
         mailbox_vec().desc(),
         skipped_vec().desc(),
+        runs_vec().desc(),
+        run_seconds_vec().desc(),
         refusals_vec().desc(),
         decode_errors_vec().desc(),
         events_lost().desc(),
@@ -318,12 +346,21 @@ impl Collector for KernelCounters {
                 skipped.with_label_values(&[program.name]).inc_by(misses);
             }
         }
+        let (runs, run_seconds) = (runs_vec(), run_seconds_vec());
+        for program in &source.programs {
+            if let Some(r) = program.runs() {
+                runs.with_label_values(&[program.name]).inc_by(r.count);
+                run_seconds.with_label_values(&[program.name]).inc_by(r.time_ns as f64 / 1e9);
+            }
+        }
         let refusals = refusals_vec();
-        for index in [stat::REFUSED_POLICY, stat::REFUSED_EARLIER] {
+        for index in [stat::REFUSED_POLICY, stat::REFUSED_EARLIER, stat::REFUSED_BACKUP] {
             refusals.with_label_values(&[stat::label(index)]).inc_by(stats[index as usize]);
         }
         let mut families = commands.collect();
         families.extend(skipped.collect());
+        families.extend(runs.collect());
+        families.extend(run_seconds.collect());
         families.extend(refusals.collect());
         families.extend(mailbox.collect());
         families.extend(decode_errors.collect());

@@ -168,6 +168,7 @@ fn every_hook_set_that_runs_counts_the_same_workload() -> TestResult {
         for (sample, value) in scrape.samples.iter().filter(|(s, _)| s.name == "fwctl_guard_commands_total") {
             *counts.entry(sample.labels.clone()).or_default() += *value as u64;
         }
+        print_bpf_cost(hook, &agent, &fwctl);
         agent.stop().unwrap();
         let hooks: Vec<_> =
             agent.audit_records().unwrap().iter().map(|r| r["hook"].as_str().unwrap().to_string()).collect();
@@ -179,6 +180,45 @@ fn every_hook_set_that_runs_counts_the_same_workload() -> TestResult {
         assert_eq!(&runs[0], run, "{} and {hook} must count the same commands", sets[0]);
     }
     Ok(())
+}
+
+/// The programs' own cost under `hook`, from the kernel's statistics (`run_time_ns` /
+/// `run_cnt`, counted while `kernel.bpf_stats_enabled` is 1): BPF time per passthrough
+/// command (fwctl RPCs on a stand-in node) and per unrelated ioctl (`TCGETS` on
+/// /dev/null). Printed, not asserted: a relative check between hook sets (TCG timings).
+fn print_bpf_cost(hook: &str, agent: &Agent, fwctl: &StandIn) {
+    const N: u32 = 2000;
+    let sysctl = "/proc/sys/kernel/bpf_stats_enabled";
+    let before = std::fs::read_to_string(sysctl).unwrap_or_default();
+    std::fs::write(sysctl, "1").unwrap();
+    let bpf_ns = |s: &Scrape| s.sum("fwctl_guard_program_run_seconds_total", &[]) * 1e9;
+    let start = agent.scrape().unwrap();
+    let payload = mlx5_payload(0x100, 0);
+    let mut out = [0u8; 16];
+    for _ in 0..N {
+        ioctl(fwctl.fd(), FWCTL_RPC, fwctl_rpc(0, &payload, &mut out).as_ptr() as u64);
+    }
+    let passthrough = agent.scrape().unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let mut termios = [0u8; 64];
+    for _ in 0..N {
+        ioctl(null.as_raw_fd(), libc::TCGETS as u32, termios.as_mut_ptr() as u64);
+    }
+    let unrelated = agent.scrape().unwrap();
+    std::fs::write(sysctl, before.trim()).unwrap();
+    println!(
+        "bpf cost, {hook}: {:.0} ns of BPF time per passthrough command, {:.0} ns per unrelated ioctl",
+        (bpf_ns(&passthrough) - bpf_ns(&start)) / N as f64,
+        (bpf_ns(&unrelated) - bpf_ns(&passthrough)) / N as f64,
+    );
+    for (sample, runs) in unrelated.samples.iter().filter(|(s, _)| s.name == "fwctl_guard_program_runs_total")
+    {
+        let program = &sample.labels["program"];
+        let seconds = unrelated.sum("fwctl_guard_program_run_seconds_total", &[("program", program)]);
+        if *runs > 0.0 {
+            println!("  {program}: {runs} runs, {:.0} ns per run", seconds * 1e9 / runs);
+        }
+    }
 }
 
 /// The hook sets `probe` proved to run here, best first; BPF LSM only where `bpf` is an
