@@ -54,9 +54,14 @@ if [ $cxl_rc -eq 0 ] && ! grep -q '"memdev":"mem0"' /tmp/cxl-list.txt; then
 fi
 echo "cxl list exit status: $cxl_rc"
 
-echo "--- /fwctl-guard probe"
-/fwctl-guard probe
+# Probed once per boot (it attaches every hook set and runs their self-tests: tens of
+# seconds under TCG); the suites read it from FWCTL_GUARD_PROBE_JSON.
+echo "--- /fwctl-guard probe --json"
+/fwctl-guard probe --json > /tmp/probe.json
 echo "fwctl-guard probe exit status: $?"
+cat /tmp/probe.json
+echo
+export FWCTL_GUARD_PROBE_JSON=/tmp/probe.json
 
 export FWCTL_GUARD_BIN=/fwctl-guard FWCTL_GUARD_REQUIRE_PRIVILEGED=1 FWCTL_GUARD_REQUIRE_VM=1
 export FWCTL_GUARD_LSM_WORLD
@@ -64,9 +69,10 @@ export RUST_BACKTRACE=1
 suite_rc=0
 for t in $FWCTL_GUARD_TESTS; do
     echo "--- /tests/integration --suite $t"
+    started=$(date +%s)
     /tests/integration --suite "$t" --test-threads=1
     rc=$?
-    echo "/tests/integration --suite $t exit status: $rc"
+    echo "/tests/integration --suite $t exit status: $rc ($(( $(date +%s) - started )) s)"
     [ $rc -eq 0 ] || suite_rc=1
 done
 

@@ -29,6 +29,39 @@ impl Scrape {
             .map(|(_, v)| v)
             .sum()
     }
+
+    /// The commands an agent counted can fall short of those issued only on the
+    /// trampoline set, and only for commands whose every program the kernel skipped
+    /// (recursion: the same program already running on that CPU): each such command
+    /// costs a skip of each of the three deny programs on `security_file_ioctl`, so the
+    /// shortfall may not exceed the fewest skips among them. Everywhere else, exact.
+    /// Returns the shortfall.
+    pub fn counted_short(&self, counted: f64, issued: f64) -> f64 {
+        let short = issued - counted;
+        let trampoline =
+            self.sum("fwctl_guard_program_attached", &[("program", "fwctl_fmodret_file_ioctl")]) == 1.0;
+        let bound = if trampoline {
+            [
+                "fwctl_fmodret_file_ioctl",
+                "fwctl_fmodret_file_ioctl_backup1",
+                "fwctl_fmodret_file_ioctl_backup2",
+            ]
+            .iter()
+            .map(|p| self.sum("fwctl_guard_program_skipped_total", &[("program", p)]))
+            .fold(f64::INFINITY, f64::min)
+        } else {
+            0.0
+        };
+        assert!(
+            (0.0..=bound).contains(&short),
+            "counted {counted} of {issued}: {short} missing, and the kernel's skips explain at most {bound}\n{}",
+            self.text
+        );
+        if short > 0.0 {
+            println!("counted {counted} of {issued}: {short} missed, every program on their path skipped");
+        }
+        short
+    }
 }
 
 /// GET http://addr/metrics with curl.

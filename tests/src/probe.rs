@@ -123,12 +123,23 @@ impl Probe {
 }
 
 /// The probe of this machine, run once per test process (the kernel does not change
-/// under the tests). An error (no `--json`, output off-contract) is kept and returned
-/// to every caller: a test that needs the answer fails with it.
+/// under the tests), or read from `FWCTL_GUARD_PROBE_JSON` where the caller probed
+/// already (the VM guest probes once per boot). An error (no `--json`, output
+/// off-contract) is kept and returned to every caller: a test that needs the answer
+/// fails with it.
 pub fn this_kernel() -> Result<&'static Probe, String> {
     static PROBE: OnceLock<Result<Probe, String>> = OnceLock::new();
     PROBE
-        .get_or_init(|| Probe::run(&agent_binary()).map_err(|e| format!("{e:#}")))
+        .get_or_init(|| {
+            let probe = match std::env::var_os("FWCTL_GUARD_PROBE_JSON") {
+                Some(path) => std::fs::read(&path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|json| Probe::parse(&json))
+                    .with_context(|| format!("FWCTL_GUARD_PROBE_JSON={}", path.to_string_lossy())),
+                None => Probe::run(&agent_binary()),
+            };
+            probe.map_err(|e| format!("{e:#}"))
+        })
         .as_ref()
         .map_err(Clone::clone)
 }

@@ -100,7 +100,7 @@ pub const FWCTL: Bed = Bed {
 impl Bed {
     /// `/etc/fwctl-guard-bed` for a boot in `world`: sourced by `vm/init.sh` and
     /// `vm/guest-tests.sh`.
-    pub fn guest_file(&self, world: World) -> String {
+    pub fn guest_file(&self, world: World, suites: &[&str]) -> String {
         format!(
             "# Written by cargo xtask vm-test (xtask/src/vm/bed.rs).\n\
              FWCTL_GUARD_BED={}\n\
@@ -111,7 +111,7 @@ impl Bed {
             self.name,
             self.devices.join(" "),
             self.device_wait.as_secs(),
-            self.tests.join(" "),
+            suites.join(" "),
             world.guest_name(),
         )
     }
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn guest_file_is_shell() {
-        let text = FWCTL.guest_file(World::Ubuntu);
+        let text = FWCTL.guest_file(World::Ubuntu, FWCTL.tests);
         assert!(text.contains("FWCTL_GUARD_BED=fwctl\n"), "{text}");
         assert!(text.contains("FWCTL_GUARD_DEVICES=\"/dev/nvme0 /dev/fwctl/fwctl0\"\n"), "{text}");
         assert!(
@@ -131,7 +131,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("FWCTL_GUARD_LSM_WORLD=bpf-inactive\n"), "{text}");
-        assert!(STOCK.guest_file(World::Default).contains("FWCTL_GUARD_LSM_WORLD=bpf-active\n"));
+        assert!(STOCK.guest_file(World::Default, STOCK.tests).contains("FWCTL_GUARD_LSM_WORLD=bpf-active\n"));
     }
 
     #[test]

@@ -40,7 +40,14 @@ pub struct Payload {
 
 /// Builds `<out>/initramfs.cpio.gz` for `kernel`, its `bed` and the LSM `world` with the
 /// payload inside; returns its path.
-pub fn build(kernel: &Kernel, bed: &Bed, world: World, payload: &Payload, out: &Path) -> Result<PathBuf> {
+pub fn build(
+    kernel: &Kernel,
+    bed: &Bed,
+    world: World,
+    suites: &[&str],
+    payload: &Payload,
+    out: &Path,
+) -> Result<PathBuf> {
     let agent = payload.agent.as_path();
     let root = out.join("root");
     if root.exists() {
@@ -66,7 +73,7 @@ pub fn build(kernel: &Kernel, bed: &Bed, world: World, payload: &Payload, out: &
     install(&vm.join("init.sh"), &root.join("init"))?;
     install(&vm.join("guest-tests.sh"), &root.join("guest-tests.sh"))?;
     install(agent, &root.join("fwctl-guard"))?;
-    fs::write(root.join("etc/fwctl-guard-bed"), bed.guest_file(world))?;
+    fs::write(root.join("etc/fwctl-guard-bed"), bed.guest_file(world, suites))?;
 
     install(&payload.tests, &root.join("tests/integration"))?;
     let mut elves = vec![agent.to_path_buf(), payload.tests.clone()];

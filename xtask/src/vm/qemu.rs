@@ -74,8 +74,10 @@ const NVME_SIZE: u64 = 64 << 20;
 const CXL_PMEM_SIZE: u64 = 256 << 20;
 const CXL_LSA_SIZE: u64 = 256 << 20;
 
-pub fn disks() -> Result<Disks> {
-    let dir = paths::target_dir().join("vm/disks");
+/// The backing files of boot slot `slot` (one set per guest running at the same time: the
+/// CXL memory is shared with the guest, so two guests must not share it).
+pub fn disks(slot: usize) -> Result<Disks> {
+    let dir = paths::target_dir().join("vm/disks").join(format!("slot{slot}"));
     fs::create_dir_all(&dir)?;
     let disks = Disks {
         nvme: dir.join("nvme.raw"),

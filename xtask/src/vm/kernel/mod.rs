@@ -95,13 +95,19 @@ impl Series {
 
 /// The cached kernel of `series`, fetching and unpacking (or building) it first when absent.
 pub fn ensure(series: Series) -> Result<Kernel> {
+    // Boots run side by side: one apt download at a time, one fwctl build, and neither
+    // waits for the other.
+    static DEBIAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static FWCTL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let cache = cache::Cache::default_location()?;
     match series.source() {
         Source::Debian(packages) => {
+            let _one_at_a_time = DEBIAN.lock().unwrap_or_else(|e| e.into_inner());
             let name = series.name();
             cache.ensure(name, name, |dir| debian::fetch_and_unpack(name, &packages, dir))
         }
         Source::Fwctl => {
+            let _one_at_a_time = FWCTL.lock().unwrap_or_else(|e| e.into_inner());
             let recipe = fwctl::Recipe::from_repository()?;
             cache.ensure(&recipe.cache_name(), "fwctl", |dir| recipe.build(dir))
         }
