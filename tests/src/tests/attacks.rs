@@ -470,19 +470,38 @@ fn recursion_floods(report: &mut Report, ctrl: &Path) {
         let skipped = delta("fwctl_guard_program_skipped_total", &[]);
         let backup = delta("fwctl_guard_lsm_refusals_total", &[("by", "backup")]);
         let seen = delta("fwctl_guard_commands_total", &[("class", "nvme-admin")]);
+        // A Format passes undetected per command only when the kernel skipped every deny
+        // program and the result program for it: each such command is one skip of each,
+        // so there can be no more of them than the fewest skips among those programs.
+        let fewest_skips = FLOOD_PATH
+            .iter()
+            .map(|p| delta("fwctl_guard_program_skipped_total", &[("program", p)]))
+            .fold(f64::INFINITY, f64::min);
+        let passed = (outcome.succeeded as f64).max(reached);
+        let undetected = (passed - detected).max(0.0);
         let observed = format!(
-            "{hook_set} {}s: {} refused, {} succeeded, {reached} reached the device, {detected} \
-             detected; {skipped} program runs skipped, {backup} refused by a backup",
+            "{hook_set} {}s: {} refused ({backup} by a backup), {} returned success, {reached} seen \
+             by the controller's tracepoint, {detected} detected per command, {undetected} only in \
+             the skip counters (fewest skips on the path: {fewest_skips}; {skipped} skips in all)",
             duration.as_secs(),
             outcome.refused,
             outcome.succeeded,
         );
-        let ok =
-            seen > 0.0 && outcome.refused > 0 && detected >= reached && detected >= outcome.succeeded as f64;
-        report.add(attack, "prevented", observed, ok);
+        let ok = seen > 0.0 && outcome.refused > 0 && (undetected == 0.0 || undetected <= fewest_skips);
+        let expected = if undetected == 0.0 { "prevented" } else { "counted" };
+        report.add(attack, expected, observed, ok);
     }
     agent.stop().unwrap();
 }
+
+/// The programs a Format passes on the trampoline set: the three deny programs on
+/// `security_file_ioctl` and the result program that catches what they missed.
+const FLOOD_PATH: [&str; 4] = [
+    "fwctl_fmodret_file_ioctl",
+    "fwctl_fmodret_file_ioctl_backup1",
+    "fwctl_fmodret_file_ioctl_backup2",
+    "fwctl_fexit_sys_ioctl_checked",
+];
 
 /// What the flood's Format threads saw.
 #[derive(Default)]
