@@ -25,9 +25,11 @@ pub mod map {
     pub const RULE_NAMES: &str = "RULE_NAMES";
     pub const CANARY: &str = "CANARY";
     pub const BYPASS: &str = "BYPASS";
+    /// The result programs' working set when they decide a command after the fact.
+    pub const CAUGHT: &str = "CAUGHT";
 
     /// Every map of the object.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         DEVICES,
         INFLIGHT,
         DECIDED,
@@ -46,6 +48,7 @@ pub mod map {
         RULE_NAMES,
         CANARY,
         BYPASS,
+        CAUGHT,
     ];
 }
 

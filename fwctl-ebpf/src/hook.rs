@@ -83,15 +83,21 @@ pub fn uring_cmd(ctx: *mut c_void, who: Decider) -> Result<u8, i64> {
         let payload: u64 = bpf_probe_read_kernel(ioucmd.add(off.uring_cmd_payload as usize) as *const u64)?;
         (cmd_op, file, payload)
     };
-    let Some(spec) = uring_cmd_spec(cmd_op) else {
+    if uring_cmd_spec(cmd_op).is_none() {
         return Ok(verdict::ALLOW);
-    };
+    }
     let arg = payload.wrapping_add(off.uring_payload_skip as u64);
     let node = node_of_file(file as *const u8, &off);
     let key = ioucmd as u64;
     if inflight::is_agent(&off) {
         return Ok(canary::uring(who.slot, node, arg, key, !who.backup));
     }
+    // Looked up again here, next to its use: carried across the node resolution, the
+    // table pointer was spilled, and the 6.1 verifier lost the index's bound ("R6
+    // unbounded memory access" in `decode`).
+    let Some(spec) = uring_cmd_spec(core::hint::black_box(cmd_op)) else {
+        return Ok(verdict::ALLOW);
+    };
     Ok(decide_or_begin(spec, node, cmd_op, arg, who, key))
 }
 

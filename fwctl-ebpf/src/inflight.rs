@@ -10,6 +10,7 @@
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
 };
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use fwctl_common::{
     abi::{ioctl_spec, IoctlSpec},
     hook_set,
@@ -140,22 +141,40 @@ pub fn decide(spec: &IoctlSpec, resolved: Result<Option<Node>, i64>, cmd: u32, a
 #[inline(never)]
 fn catch_skipped(spec: &IoctlSpec, returned: &Returned) {
     let Returned { node, driver, cmd, arg, ret, slot } = *returned;
+    // The command and decision live in a per-CPU slot of this result program, not on the
+    // stack: with them, the chain result program -> catch_skipped -> park exceeds the
+    // verifier's 512 bytes (6.1 and 6.12 count 576 and 560). One slot per result program,
+    // as the kernel never runs one program twice at once on a CPU.
+    let index = if slot == fwctl_common::canary::slot::FEXIT_SYS_IOCTL_CHECKED { 0 } else { 1 };
+    let Some(caught) = CAUGHT.get_ptr_mut(index) else { return };
+    // SAFETY: per-CPU map value, valid for this run, used by this program alone.
+    let caught = unsafe { &mut *caught };
     let key = bpf_get_current_pid_tgid();
-    let mut decoded = Command::new(0, 0, 0);
-    if command::decode(spec, driver, arg, &mut decoded) != decode_status::OK {
+    caught.decoded = Command::new(0, 0, 0);
+    if command::decode(spec, driver, arg, &mut caught.decoded) != decode_status::OK {
         count_stat(stat::DECODE_FAILED);
     }
-    let mut seen = Seen::new(key, cmd, node, hook_set::id::TRAMPOLINE, true);
-    seen.flags |= event_flag::OBSERVER_SKIPPED;
-    if apply_policy(&decoded, &mut seen) == verdict::DENY && ret != -EPERM {
-        seen.verdict = verdict::WOULD_DENY;
-        seen.flags |= event_flag::BYPASS;
-        count_in(&BYPASS, decoded.class as u32);
-        seen.flags |= toctou::answer();
+    caught.seen = Seen::new(key, cmd, node, hook_set::id::TRAMPOLINE, true);
+    caught.seen.flags |= event_flag::OBSERVER_SKIPPED;
+    if apply_policy(&caught.decoded, &mut caught.seen) == verdict::DENY && ret != -EPERM {
+        caught.seen.verdict = verdict::WOULD_DENY;
+        caught.seen.flags |= event_flag::BYPASS;
+        count_in(&BYPASS, caught.decoded.class as u32);
+        caught.seen.flags |= toctou::answer();
     }
-    park(&decoded, &seen);
+    park(&caught.decoded, &caught.seen);
     finish_key(key, ret, Some(cmd), slot);
 }
+
+/// `catch_skipped`'s working set (see there).
+#[repr(C)]
+struct Caught {
+    decoded: Command,
+    seen: Seen,
+}
+
+#[map]
+static CAUGHT: PerCpuArray<Caught> = PerCpuArray::with_max_entries(2, 0);
 
 /// What the hook knows besides the decoded command. Passed by reference: BPF
 /// subprograms take at most five register arguments, and older verifiers (7.2 refused
