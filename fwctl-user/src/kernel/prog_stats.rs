@@ -1,7 +1,8 @@
 //! Per-program kernel statistics, for what aya does not expose: how often the kernel
 //! skipped one of our programs because it was already running on that CPU (a task
 //! preempted inside it). Each skip is a hook invocation that did not happen, so it is
-//! exported as a metric rather than silently lost.
+//! exported as a metric rather than silently lost. Also each program's run count and run
+//! time (the kernel's own BPF statistics), from the same read.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -29,15 +30,14 @@ impl ProgramStats {
         names.iter().map(|name| Ok(Self { name, fd: pins.program_fd(name)? })).collect()
     }
 
-    /// The kernel's `recursion_misses` for the program (Linux >= 5.12), if it can be read.
-    pub fn recursion_misses(&self) -> Option<u64> {
-        self.info().map(|info| info.recursion_misses)
-    }
-
-    /// The kernel's run count and total run time of the program, counted only while
-    /// `kernel.bpf_stats_enabled` is 1 (both 0 otherwise), if they can be read.
-    pub fn runs(&self) -> Option<Runs> {
-        self.info().map(|info| Runs { count: info.run_cnt, time_ns: info.run_time_ns })
+    /// The kernel's statistics for the program, read in one `BPF_OBJ_GET_INFO_BY_FD`, if
+    /// they can be read.
+    pub fn stats(&self) -> Option<Stats> {
+        self.info().map(|info| Stats {
+            recursion_misses: info.recursion_misses,
+            run_count: info.run_cnt,
+            run_time_ns: info.run_time_ns,
+        })
     }
 
     fn info(&self) -> Option<bpf_prog_info> {
@@ -61,10 +61,12 @@ impl ProgramStats {
     }
 }
 
-/// How often the kernel ran a program and for how long (`bpf_prog_info.run_cnt`,
-/// `run_time_ns`).
+/// A program's statistics: how often the kernel skipped it because it was already running
+/// on that CPU (`recursion_misses`, Linux >= 5.12), and how often it ran and for how long
+/// (`run_cnt`, `run_time_ns`: counted only while `kernel.bpf_stats_enabled` is 1, else 0).
 #[derive(Debug, Clone, Copy)]
-pub struct Runs {
-    pub count: u64,
-    pub time_ns: u64,
+pub struct Stats {
+    pub recursion_misses: u64,
+    pub run_count: u64,
+    pub run_time_ns: u64,
 }

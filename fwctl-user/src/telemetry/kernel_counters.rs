@@ -340,17 +340,12 @@ impl Collector for KernelCounters {
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
             mailbox.with_label_values(&labels).inc_by(*value);
         }
-        let skipped = skipped_vec();
+        let (skipped, runs, run_seconds) = (skipped_vec(), runs_vec(), run_seconds_vec());
         for program in &source.programs {
-            if let Some(misses) = program.recursion_misses() {
-                skipped.with_label_values(&[program.name]).inc_by(misses);
-            }
-        }
-        let (runs, run_seconds) = (runs_vec(), run_seconds_vec());
-        for program in &source.programs {
-            if let Some(r) = program.runs() {
-                runs.with_label_values(&[program.name]).inc_by(r.count);
-                run_seconds.with_label_values(&[program.name]).inc_by(r.time_ns as f64 / 1e9);
+            if let Some(stats) = program.stats() {
+                skipped.with_label_values(&[program.name]).inc_by(stats.recursion_misses);
+                runs.with_label_values(&[program.name]).inc_by(stats.run_count);
+                run_seconds.with_label_values(&[program.name]).inc_by(stats.run_time_ns as f64 / 1e9);
             }
         }
         let refusals = refusals_vec();
