@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, process::Command};
 
 use anyhow::{bail, Context as _, Result};
+use fwctl_common::hook_set::{self, role, Attach};
 
 /// One sample: metric name and its labels in text order-independent form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,17 +39,12 @@ impl Scrape {
     /// Returns the shortfall.
     pub fn counted_short(&self, counted: f64, issued: f64) -> f64 {
         let short = issued - counted;
-        let trampoline =
-            self.sum("fwctl_guard_program_attached", &[("program", "fwctl_fmodret_file_ioctl")]) == 1.0;
+        let deny = trampoline_ioctl_deny_programs();
+        let trampoline = self.sum("fwctl_guard_program_attached", &[("program", deny[0])]) == 1.0;
         let bound = if trampoline {
-            [
-                "fwctl_fmodret_file_ioctl",
-                "fwctl_fmodret_file_ioctl_backup1",
-                "fwctl_fmodret_file_ioctl_backup2",
-            ]
-            .iter()
-            .map(|p| self.sum("fwctl_guard_program_skipped_total", &[("program", p)]))
-            .fold(f64::INFINITY, f64::min)
+            deny.iter()
+                .map(|p| self.sum("fwctl_guard_program_skipped_total", &[("program", p)]))
+                .fold(f64::INFINITY, f64::min)
         } else {
             0.0
         };
@@ -108,4 +104,38 @@ pub fn parse(text: &str) -> Result<BTreeMap<Sample, f64>> {
         samples.insert(Sample { name: name.to_string(), labels: map }, value.parse()?);
     }
     Ok(samples)
+}
+
+/// The trampoline set's deny programs on `security_file_ioctl` (the deciding one first,
+/// then its backups), from the hook-set table.
+pub fn trampoline_ioctl_deny_programs() -> Vec<&'static str> {
+    trampoline_programs(|p| p.attach == Attach::FModRet("security_file_ioctl"))
+}
+
+/// The trampoline set's result program on the 64-bit ioctl syscall, which catches what all
+/// its deny programs missed.
+pub fn trampoline_ioctl_result_program() -> &'static str {
+    trampoline_programs(|p| p.role & role::CHECK != 0 && p.attach == Attach::FExit("__x64_sys_ioctl"))[0]
+}
+
+fn trampoline_programs(which: impl Fn(&hook_set::Program) -> bool) -> Vec<&'static str> {
+    hook_set::TRAMPOLINE.programs.iter().filter(|p| which(p)).map(|p| p.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trampoline_ioctl_path_is_read_from_the_hook_set_table() {
+        assert_eq!(
+            trampoline_ioctl_deny_programs(),
+            [
+                "fwctl_fmodret_file_ioctl",
+                "fwctl_fmodret_file_ioctl_backup1",
+                "fwctl_fmodret_file_ioctl_backup2"
+            ]
+        );
+        assert_eq!(trampoline_ioctl_result_program(), "fwctl_fexit_sys_ioctl_checked");
+    }
 }

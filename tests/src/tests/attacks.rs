@@ -22,7 +22,7 @@ use fwctl_common::abi::{NVME_URING_CMD_ADMIN, NVME_URING_CMD_IO};
 use fwctl_guard_tests::{
     agent::Agent,
     ioctls::*,
-    metrics::Scrape,
+    metrics::{trampoline_ioctl_deny_programs, trampoline_ioctl_result_program, Scrape},
     policies::fleet_baseline_on_toctou,
     require, tests,
     trial::{Test, TestResult},
@@ -473,7 +473,9 @@ fn recursion_floods(report: &mut Report, ctrl: &Path) {
         // A Format passes undetected per command only when the kernel skipped every deny
         // program and the result program for it: each such command is one skip of each,
         // so there can be no more of them than the fewest skips among those programs.
-        let fewest_skips = FLOOD_PATH
+        let mut path = trampoline_ioctl_deny_programs();
+        path.push(trampoline_ioctl_result_program());
+        let fewest_skips = path
             .iter()
             .map(|p| delta("fwctl_guard_program_skipped_total", &[("program", p)]))
             .fold(f64::INFINITY, f64::min);
@@ -493,15 +495,6 @@ fn recursion_floods(report: &mut Report, ctrl: &Path) {
     }
     agent.stop().unwrap();
 }
-
-/// The programs a Format passes on the trampoline set: the three deny programs on
-/// `security_file_ioctl` and the result program that catches what they missed.
-const FLOOD_PATH: [&str; 4] = [
-    "fwctl_fmodret_file_ioctl",
-    "fwctl_fmodret_file_ioctl_backup1",
-    "fwctl_fmodret_file_ioctl_backup2",
-    "fwctl_fexit_sys_ioctl_checked",
-];
 
 /// What the flood's Format threads saw.
 #[derive(Default)]
