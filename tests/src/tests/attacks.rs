@@ -425,8 +425,8 @@ fn toctou_race(report: &mut Report, agent: &Agent, fd: RawFd, kill: bool) {
     report.add(attack, "detected", observed, detected >= reached && (!kill || killed));
 }
 
-/// How long each recursion flood runs: 40 s on the trampoline set of the 7.2 guest (the
-/// PREEMPT_LAZY kernel where skips were measured), 10 s on the other kernels' trampoline
+/// How long each recursion flood runs: 40 s on the trampoline set of the 7.2 guests (Debian's
+/// and the fwctl kernel built from its source: PREEMPT_LAZY, where skips were measured), 10 s on the other kernels' trampoline
 /// sets, 5 s on BPF LSM, which the kernel never skips (a control); the VM stage's time
 /// budget pays for eight boots.
 fn flood_duration(hook_set: &str, kernel: &str) -> Duration {
